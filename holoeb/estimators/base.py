@@ -1,0 +1,160 @@
+"""The one estimator interface.
+
+Every estimator is a frozen dataclass of its hyper-parameters (validated at
+construction, hashable so it can be a static argument of `jax.jit`) and is
+called the same way:
+
+    result = estimator(model, params, batch, rng)
+
+returning an `EstimatorResult`. Coordinates of the error vector: every
+estimator's ``error`` is an estimate of RBP's neuronal error vector
+
+    delta = -J^{-T} dL_i/du*      (generalized hEP paper, Eq. 4),
+
+per example i, in *pre-activation* coordinates u. For the nudge-based estimators
+the readout nudge is a gradient with respect to the activity sigma(u_L), so the
+quantity that equals delta (for symmetric weights) is -d sigma(u*)/d beta, by the
+push-through identity (I - D W)^{-1} D = D (I - W D)^{-1} with D = diag sigma'(u*).
+They therefore estimate e = d sigma(u*)/d beta and report error = -e.
+
+The parameter gradient is always assembled the same way (Eq. 4/6):
+
+    grad_theta = Re[ (dPhi/dtheta)(u*)^T error ] / B
+
+with a vjp of Phi (not hand-written formulas); the readout (w_ro, b_ro) gets the
+direct gradient of the loss at the free state.
+"""
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from holoeb import dynamics, readout
+from holoeb.linear_solve import SolveConfig, adjoint_solve
+from holoeb.solvers import relax
+
+
+class EstimatorResult(NamedTuple):
+    grads: Any  # pytree shaped like params: the estimate of d(mean loss)/d(params)
+    free_state: Any  # tuple of (B, ...) arrays: u*_0 (or its running-average estimate)
+    loss: Any  # mean cross-entropy at the free state
+    accuracy: Any  # readout accuracy at the free state
+    error: Any  # tuple of per-layer (B, ...) estimates of delta (pre-activation coordinates)
+    residual: Any  # (B,) free-phase residual ||F(u*)||
+    aux: Any  # dict of estimator-specific diagnostics
+
+
+def check_positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_nonzero_beta(beta):
+    if not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta == 0:
+        raise ValueError(f"beta must be a finite non-zero real number, got {beta!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimator:
+    """Hyper-parameters shared by all estimators.
+
+    T_free: free-phase iterations (max iterations if free_tol is set).
+    free_tol: optional residual tolerance for early stopping of the free phase.
+    compare_rbp: also compute RBP's delta at the free state and report the
+      per-layer cosine between it and this estimator's error in aux["cosine_rbp"].
+    solve_tol / solve_restart / solve_maxiter: GMRES settings of the implicit solves.
+    """
+
+    T_free: int = 150
+    free_tol: Any = None
+    compare_rbp: bool = False
+    solve_tol: float = 1e-6
+    solve_restart: int = 30
+    solve_maxiter: int = 20
+
+    name = "estimator"
+
+    def __post_init__(self):
+        check_positive_int("T_free", self.T_free, minimum=0)
+        if self.free_tol is not None and not self.free_tol > 0:
+            raise ValueError(f"free_tol must be positive or None, got {self.free_tol!r}")
+
+    @property
+    def solve_config(self):
+        return SolveConfig(self.solve_tol, self.solve_restart, self.solve_maxiter)
+
+    def __call__(self, model, params, batch, rng):
+        dynamics.check_batch(model, batch)
+        return self.estimate(model, params, dynamics.Batch(*batch), rng)
+
+    def estimate(self, model, params, batch, rng):
+        raise NotImplementedError
+
+    # ---- shared pieces -------------------------------------------------------
+    def free_phase(self, model, params, x, u0=None):
+        """Relax the free dynamics (beta = 0) from ``u0`` (zeros by default)."""
+        drive = model.drive(params["net"], x)
+        step = lambda u: model.phi(params["net"], u, drive)
+        u0 = model.init_state(x) if u0 is None else u0
+        return relax(step, u0, self.T_free, tol=self.free_tol), drive
+
+    def finish(self, model, params, batch, u_free, error, residual, aux=None, presynaptic_states=None):
+        """Assemble grads from an error vector and collect the common diagnostics."""
+        aux = dict(aux or {})
+        grads = assemble_grads(model, params, batch, u_free, error, presynaptic_states)
+        feats = dynamics.output_features(model, u_free)
+        loss = jnp.mean(readout.cross_entropy(params["readout"], feats, batch.y))
+        acc = readout.accuracy(params["readout"], feats, batch.y)
+        if self.compare_rbp:
+            from holoeb.diagnostics import layer_cosines
+
+            delta, _ = rbp_delta(model, params, batch, u_free, self.solve_config)
+            aux["cosine_rbp"] = layer_cosines(error, delta)
+        from holoeb.diagnostics import weight_angles
+
+        aux["weight_angle"] = weight_angles(model, params)
+        return EstimatorResult(grads, u_free, loss, acc, tuple(error), residual, aux)
+
+
+def assemble_grads(model, params, batch, u_free, error, presynaptic_states=None):
+    """grad = Re[(dPhi/dtheta)^T error] / B via a vjp of Phi at the free state, plus the
+    readout's direct loss gradient.
+
+    If ``presynaptic_states`` (a stacked (K, ...) state) is given, dPhi/dtheta is
+    replaced by its average over those states (Eq. 9, continuous-time estimate).
+    """
+    x, y = batch
+    B = x.shape[0]
+    net = params["net"]
+    cot = tuple(jnp.real(e) / B for e in error)
+    if presynaptic_states is None:
+        _, pull = jax.vjp(lambda n: dynamics.phi_full(model, n, u_free, x), net)
+        (g_net,) = pull(tuple(c.astype(u.dtype) for c, u in zip(cot, u_free)))
+    else:
+        # holomorphic vjp in complexified parameters: (mean_k dPhi/dtheta(u_k))^T e
+        cdt = jax.tree_util.tree_leaves(presynaptic_states)[0].dtype
+        net_c = jax.tree_util.tree_map(lambda p: p.astype(cdt), net)
+        x_c = x.astype(cdt)
+
+        def avg_phi(n):
+            outs = jax.vmap(lambda u: dynamics.phi_full(model, n, u, x_c))(presynaptic_states)
+            return tuple(jnp.mean(o, axis=0) for o in outs)
+
+        _, pull = jax.vjp(avg_phi, net_c)
+        (g_net,) = pull(tuple(c.astype(cdt) for c in cot))
+        g_net = jax.tree_util.tree_map(lambda g, p: jnp.real(g).astype(p.dtype), g_net, net)
+    feats = jax.lax.stop_gradient(dynamics.output_features(model, u_free))
+    g_ro = jax.grad(lambda ro: jnp.mean(readout.cross_entropy(ro, feats, y)))(params["readout"])
+    return {"net": g_net, "readout": g_ro}
+
+
+def rbp_delta(model, params, batch, u_free, cfg=SolveConfig()):
+    """RBP's delta = (I - Phi'^T)^{-1} dL_i/du at the free state, per example
+    (pre-activation coordinates). Returns (delta, per-example relative residual)."""
+    x, y = batch
+    drive = model.drive(params["net"], x)
+    phi_u = lambda u: model.phi(params["net"], u, drive)
+    dl_du = jax.grad(lambda u: jnp.sum(dynamics.per_example_loss(model, params, u, y)))(u_free)
+    return adjoint_solve(phi_u, u_free, dl_du, cfg)

@@ -1,0 +1,34 @@
+"""The exact d_beta u* at the free fixed point (generalized hEP paper, Eq. 5):
+
+    d_beta u* = -J^{-1} dF/dbeta = (I - Phi')^{-1} nudge(u*_0),
+
+solved matrix-free with jvp's (GMRES), then mapped to activity coordinates,
+e = sigma'(u*) d_beta u* = d sigma(u*)/d beta. This is not forward-mode through a
+truncated nudged phase (itself biased when that phase has not converged).
+"""
+import dataclasses
+
+import jax
+
+from holoeb import dynamics
+from holoeb.estimators.base import Estimator
+from holoeb.linear_solve import forward_solve
+
+
+def true_activity_derivative(model, params, drive, y, u0, cfg):
+    phi_u = lambda u: model.phi(params["net"], u, drive)
+    g = dynamics.output_nudge(model, params, u0, y)
+    v, rel = forward_solve(phi_u, u0, g, cfg)
+    _, e = jax.jvp(lambda u: dynamics.activities(model, u), (u0,), (v,))
+    return e, v, rel
+
+
+@dataclasses.dataclass(frozen=True)
+class TrueDerivative(Estimator):
+    name = "true"
+
+    def estimate(self, model, params, batch, rng):
+        free, drive = self.free_phase(model, params, batch.x)
+        e, _, rel = true_activity_derivative(model, params, drive, batch.y, free.state, self.solve_config)
+        aux = {"solve_residual": rel.max()}
+        return self.finish(model, params, batch, free.state, tuple(-v for v in e), free.residual, aux)

@@ -1,0 +1,150 @@
+"""Layered networks with reciprocal, independent forward and backward weights
+(generalized hEP paper, App. D.2 and Fig. 1b):
+
+    u_1 <- x W_in + sigma(u_2) W^b_2 + b_1
+    u_l <- sigma(u_{l-1}) W^f_l + sigma(u_{l+1}) W^b_{l+1} + b_l
+    u_L <- sigma(u_{L-1}) W^f_L + b_L  (+ beta * readout nudge, see holoeb.dynamics)
+
+Row-vector convention (batch first): W^f_l has shape (n_{l-1}, n_l) and W^b_l
+has shape (n_l, n_{l-1}); weight symmetry means W^b_l = (W^f_l)^T. The initial
+asymmetry control of Sec. 4 sets W^b <- sin(a) W^b + cos(a) W^f^T (a = 0: exact
+symmetry).
+"""
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from holoeb import holomorphic, readout
+from holoeb.activations import get_activation
+
+
+def uniform_init(rng, shape, fan_in, dtype):
+    bound = 1.0 / math.sqrt(fan_in)
+    return jax.random.uniform(rng, shape, dtype, -bound, bound)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReciprocalMLP:
+    """Reciprocal MLP of App. D.2 (2 hidden layers of 256 by default)."""
+
+    in_features: int = 784
+    hidden: tuple = (256, 256)
+    num_classes: int = 10
+    asymmetry: float = 0.0  # initial angle a in radians between W^b and W^f^T
+    activation_name: str = "shifted_sigmoid"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden}")
+        get_activation(self.activation_name)
+
+    @property
+    def input_shape(self):
+        return (self.in_features,)
+
+    @property
+    def sizes(self):
+        """Layer widths n_1..n_L (the output layer has num_classes units)."""
+        return self.hidden + (self.num_classes,)
+
+    @property
+    def num_layers(self):
+        return len(self.sizes)
+
+    def activation(self, layer, u):
+        return get_activation(self.activation_name)(u)
+
+    def init(self, rng):
+        dt = jnp.dtype(self.dtype)
+        sizes = self.sizes
+        keys = jax.random.split(rng, 2 * len(sizes) + 1)
+        net = {"w_in": uniform_init(keys[0], (self.in_features, sizes[0]), self.in_features, dt)}
+        for l in range(len(sizes)):
+            net[f"b{l + 1}"] = jnp.zeros((sizes[l],), dt)
+        for l in range(1, len(sizes)):
+            wf = uniform_init(keys[2 * l], (sizes[l - 1], sizes[l]), sizes[l - 1], dt)
+            wb = uniform_init(keys[2 * l + 1], (sizes[l], sizes[l - 1]), sizes[l], dt)
+            net[f"wf{l + 1}"] = wf
+            net[f"wb{l + 1}"] = math.sin(self.asymmetry) * wb + math.cos(self.asymmetry) * wf.T
+        return {"net": net, "readout": readout.init(keys[-1], sizes[-1], self.num_classes, dt)}
+
+    def init_state(self, x):
+        return tuple(jnp.zeros((x.shape[0], n), x.dtype) for n in self.sizes)
+
+    def drive(self, net, x):
+        """Input-dependent constants: x W_in + b_1 for layer 1, b_l elsewhere."""
+        first = holomorphic.matmul(x, net["w_in"]) + net["b1"]
+        return (first,) + tuple(net[f"b{l + 1}"] for l in range(1, self.num_layers))
+
+    def phi(self, net, u, drive):
+        s = [self.activation(l, v) for l, v in enumerate(u)]
+        out = []
+        for l in range(self.num_layers):
+            v = drive[l]
+            if l > 0:
+                v = v + holomorphic.matmul(s[l - 1], net[f"wf{l + 1}"])
+            if l < self.num_layers - 1:
+                v = v + holomorphic.matmul(s[l + 1], net[f"wb{l + 2}"])
+            out.append(v)
+        return tuple(out)
+
+    def weight_pairs(self, net):
+        """(name, W^f, (W^b)^T) pairs for the forward/backward weight angle."""
+        return [(f"w{l + 1}", net[f"wf{l + 1}"], net[f"wb{l + 1}"].T) for l in range(1, self.num_layers)]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopMLP:
+    """'Loop' MLP (generalized hEP paper, Fig. 4e): a feed-forward chain whose output
+    layer feeds back directly to the first hidden layer; no backward connections
+    between adjacent layers.
+
+        u_1 <- x W_in + sigma(u_L) W^loop + b_1,   u_l <- sigma(u_{l-1}) W^f_l + b_l.
+    """
+
+    in_features: int = 784
+    hidden: tuple = (256, 256)
+    num_classes: int = 10
+    activation_name: str = "shifted_sigmoid"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden}")
+        get_activation(self.activation_name)
+
+    input_shape = ReciprocalMLP.input_shape
+    sizes = ReciprocalMLP.sizes
+    num_layers = ReciprocalMLP.num_layers
+    activation = ReciprocalMLP.activation
+
+    def init(self, rng):
+        dt = jnp.dtype(self.dtype)
+        sizes = self.sizes
+        keys = jax.random.split(rng, len(sizes) + 2)
+        net = {"w_in": uniform_init(keys[0], (self.in_features, sizes[0]), self.in_features, dt)}
+        for l in range(len(sizes)):
+            net[f"b{l + 1}"] = jnp.zeros((sizes[l],), dt)
+        for l in range(1, len(sizes)):
+            net[f"wf{l + 1}"] = uniform_init(keys[l], (sizes[l - 1], sizes[l]), sizes[l - 1], dt)
+        net["w_loop"] = uniform_init(keys[-2], (sizes[-1], sizes[0]), sizes[-1], dt)
+        return {"net": net, "readout": readout.init(keys[-1], sizes[-1], self.num_classes, dt)}
+
+    init_state = ReciprocalMLP.init_state
+    drive = ReciprocalMLP.drive
+
+    def phi(self, net, u, drive):
+        s = [self.activation(l, v) for l, v in enumerate(u)]
+        out = [drive[0] + holomorphic.matmul(s[-1], net["w_loop"])]
+        for l in range(1, self.num_layers):
+            out.append(drive[l] + holomorphic.matmul(s[l - 1], net[f"wf{l + 1}"]))
+        return tuple(out)
+
+    def weight_pairs(self, net):
+        """No reciprocal pairs: the loop network has no backward weights."""
+        return []
