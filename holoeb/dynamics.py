@@ -18,6 +18,11 @@ Model protocol (see holoeb/models/): a frozen, hashable object with
   phi(net, u, drive) -> new state (the free map)
   activation(l, u_l) -> sigma_l(u_l): the activity of layer l
   weight_pairs(net) -> [(name, w_f, w_b^T-shaped)] for the weight-angle diagnostic
+Optional hooks replacing the cross-entropy readout (e.g. energy-based models with
+a squared-error cost on the output layer):
+  cost(params, u, y) -> (B,) per-example loss
+  nudge(params, u, y) -> tuple like u: -dC/d(activity), the direction beta multiplies
+  predict(params, u) -> (B, C) class scores
 """
 from typing import Any, NamedTuple
 
@@ -39,7 +44,10 @@ def output_features(model, u):
 
 
 def output_nudge(model, params, u, y):
-    """dF/dbeta: zeros on hidden layers, the readout nudge on the output layer."""
+    """dF/dbeta: the model's `nudge` hook, else zeros on hidden layers and the
+    readout nudge on the output layer."""
+    if hasattr(model, "nudge"):
+        return tuple(model.nudge(params, u, y))
     g = readout.nudge(params["readout"], output_features(model, u), y)
     return tuple(jnp.zeros_like(v) for v in u[:-1]) + (g.reshape(u[-1].shape).astype(u[-1].dtype),)
 
@@ -49,6 +57,8 @@ def nudged_map(model, params, u, drive, y, beta):
     new = model.phi(params["net"], u, drive)
     if isinstance(beta, (int, float)) and beta == 0:
         return new
+    if hasattr(model, "nudge"):
+        return tuple(a + beta * g for a, g in zip(new, model.nudge(params, u, y)))
     g = readout.nudge(params["readout"], output_features(model, u), y)
     last = new[-1] + beta * g.reshape(new[-1].shape)
     return tuple(new[:-1]) + (last,)
@@ -59,13 +69,27 @@ def phi_full(model, net, u, x):
     return model.phi(net, u, model.drive(net, x))
 
 
-def loss_at(model, params, u, y):
-    """Mean cross-entropy of the readout at state u."""
-    return jnp.mean(readout.cross_entropy(params["readout"], output_features(model, u), y))
-
-
 def per_example_loss(model, params, u, y):
+    """(B,) loss at state u: the model's `cost` hook, else the readout cross-entropy."""
+    if hasattr(model, "cost"):
+        return model.cost(params, u, y)
     return readout.cross_entropy(params["readout"], output_features(model, u), y)
+
+
+def loss_at(model, params, u, y):
+    """Mean loss at state u."""
+    return jnp.mean(per_example_loss(model, params, u, y))
+
+
+def scores(model, params, u):
+    """(B, C) class scores: the model's `predict` hook, else the readout logits."""
+    if hasattr(model, "predict"):
+        return model.predict(params, u)
+    return readout.logits(params["readout"], output_features(model, u))
+
+
+def accuracy(model, params, u, y):
+    return jnp.mean(jnp.argmax(jnp.real(scores(model, params, u)), -1) == y)
 
 
 def activities(model, u):

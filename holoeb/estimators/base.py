@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from holoeb import dynamics, readout
+from holoeb import dynamics
 from holoeb.linear_solve import SolveConfig, adjoint_solve
 from holoeb.solvers import relax
 
@@ -104,9 +104,8 @@ class Estimator:
         """Assemble grads from an error vector and collect the common diagnostics."""
         aux = dict(aux or {})
         grads = assemble_grads(model, params, batch, u_free, error, presynaptic_states)
-        feats = dynamics.output_features(model, u_free)
-        loss = jnp.mean(readout.cross_entropy(params["readout"], feats, batch.y))
-        acc = readout.accuracy(params["readout"], feats, batch.y)
+        loss = dynamics.loss_at(model, params, u_free, batch.y)
+        acc = dynamics.accuracy(model, params, u_free, batch.y)
         if self.compare_rbp:
             from holoeb.diagnostics import layer_cosines
 
@@ -145,8 +144,8 @@ def assemble_grads(model, params, batch, u_free, error, presynaptic_states=None)
         _, pull = jax.vjp(avg_phi, net_c)
         (g_net,) = pull(tuple(c.astype(cdt) for c in cot))
         g_net = jax.tree_util.tree_map(lambda g, p: jnp.real(g).astype(p.dtype), g_net, net)
-    feats = jax.lax.stop_gradient(dynamics.output_features(model, u_free))
-    g_ro = jax.grad(lambda ro: jnp.mean(readout.cross_entropy(ro, feats, y)))(params["readout"])
+    u_fixed = jax.lax.stop_gradient(u_free)
+    g_ro = jax.grad(lambda ro: dynamics.loss_at(model, {**params, "readout": ro}, u_fixed, y))(params["readout"])
     return {"net": g_net, "readout": g_ro}
 
 

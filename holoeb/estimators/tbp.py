@@ -12,7 +12,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from holoeb import dynamics, readout
+from holoeb import dynamics
 from holoeb.estimators.base import Estimator, check_positive_int
 
 
@@ -34,7 +34,7 @@ class TBP(Estimator):
             drive = model.drive(p["net"], x)
             step = lambda u: tuple(a + b for a, b in zip(model.phi(p["net"], u, drive), c))
             u = jax.lax.fori_loop(0, self.K, lambda i, v: step(v), u_free)
-            return jnp.sum(readout.cross_entropy(p["readout"], dynamics.output_features(model, u), y))
+            return jnp.sum(dynamics.per_example_loss(model, p, u, y))
 
         zeros = tuple(jnp.zeros_like(v) for v in u_free)
         g_params, error = jax.grad(total_loss, argnums=(0, 1))(params, zeros)
