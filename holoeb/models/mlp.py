@@ -81,7 +81,10 @@ class ReciprocalMLP:
         return (first,) + tuple(net[f"b{l + 1}"] for l in range(1, self.num_layers))
 
     def phi(self, net, u, drive):
-        s = [self.activation(l, v) for l, v in enumerate(u)]
+        return self.phi_activity(net, tuple(self.activation(l, v) for l, v in enumerate(u)), drive)
+
+    def phi_activity(self, net, s, drive):
+        """The free map as a function of the activities s = sigma(u) (affine in s)."""
         out = []
         for l in range(self.num_layers):
             v = drive[l]
@@ -138,8 +141,9 @@ class LoopMLP:
     init_state = ReciprocalMLP.init_state
     drive = ReciprocalMLP.drive
 
-    def phi(self, net, u, drive):
-        s = [self.activation(l, v) for l, v in enumerate(u)]
+    phi = ReciprocalMLP.phi
+
+    def phi_activity(self, net, s, drive):
         out = [drive[0] + holomorphic.matmul(s[-1], net["w_loop"])]
         for l in range(1, self.num_layers):
             out.append(drive[l] + holomorphic.matmul(s[l - 1], net[f"wf{l + 1}"]))

@@ -1,0 +1,29 @@
+"""holoeb command line: `holoeb <command> ...` (see `holoeb --help`)."""
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = [
+    "holoeb.commands.train",
+]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="holoeb", description="energy-based learning in JAX")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"holoeb: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
