@@ -19,7 +19,7 @@ from holoeb.dynamics import state_norm
 
 class SolveConfig(NamedTuple):
     tol: float = 1e-6  # relative residual ||b - A v|| / ||b||
-    restart: int = 30
+    restart: int = 10
     maxiter: int = 20  # number of restarts
 
 

@@ -3,6 +3,9 @@
 All return an `EstimatorResult` (see `holoeb.estimators.base`).
 """
 import dataclasses
+import functools
+
+import jax
 
 from holoeb.estimators.base import Estimator, EstimatorResult
 from holoeb.estimators.cauchy import Cauchy
@@ -41,4 +44,11 @@ def make_estimator(name, **hyperparams):
     return ESTIMATORS[name](**hyperparams)
 
 
-__all__ = ["Estimator", "EstimatorResult", "ESTIMATORS", "make_estimator", "register_estimator"]
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def run_estimator(estimator, model, params, batch, rng=None):
+    """jit-compiled ``estimator(model, params, batch, rng)``, cached per (estimator, model)
+    pair and input shapes (both are hashable frozen dataclasses)."""
+    return estimator(model, params, batch, rng)
+
+
+__all__ = ["run_estimator", "Estimator", "EstimatorResult", "ESTIMATORS", "make_estimator", "register_estimator"]

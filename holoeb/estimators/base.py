@@ -71,7 +71,7 @@ class Estimator:
     free_tol: Any = None
     compare_rbp: bool = False
     solve_tol: float = 1e-6
-    solve_restart: int = 30
+    solve_restart: int = 10
     solve_maxiter: int = 20
 
     name = "estimator"

@@ -15,6 +15,7 @@ the same N-point sum.
 """
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 
 from holoeb import dynamics, holomorphic
@@ -60,8 +61,11 @@ class Cauchy(Estimator):
     def estimate(self, model, params, batch, rng):
         free, drive = self.free_phase(model, params, batch.x)
         u0 = free.state
+        # u*_{conj beta} = conj(u*_beta) needs a real system (real parameters and inputs)
+        real_system = not any(jnp.iscomplexobj(v) for v in jax.tree_util.tree_leaves((params, batch.x)))
         e, res = cauchy_activity_derivative(
-            model, params, drive, batch.y, u0, abs(self.beta), self.N, self.T_nudge, self.nudge_tol, self.conjugate_symmetry
+            model, params, drive, batch.y, u0, abs(self.beta), self.N, self.T_nudge, self.nudge_tol,
+            self.conjugate_symmetry and real_system,
         )
         aux = {"nudge_residual": res}
         return self.finish(model, params, batch, u0, tuple(-v for v in e), free.residual, aux)

@@ -1,0 +1,117 @@
+"""Training-step time per estimator on the 2x256 Fashion-MNIST MLP
+(batch 50, T_free 150, T_nudge 20), compile time per configuration, and the
+relaxation's achieved GFLOP/s against a plain matmul of the same shapes.
+
+    python experiments/benchmark_estimators.py [--repeats 20] [--json out.json]
+"""
+import argparse
+import json
+import time
+
+import holoeb  # noqa: F401  (sets the XLA CPU flag before jax starts)
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from holoeb import dynamics, make_estimator, make_model
+from holoeb.data import load_fashion_mnist, prepare_images
+from holoeb.solvers import relax
+from holoeb.training import make_train_step
+
+CONFIGS = [
+    ("ep", dict(beta=0.5)),
+    ("cauchy", dict(N=2, beta=0.5)),
+    ("cauchy", dict(N=4, beta=0.5)),
+    ("cauchy", dict(N=6, beta=0.5)),
+    ("continuous", dict(N=4, beta=0.5, steps_per_point=60, periods=5)),
+    ("true", dict()),
+    ("rbp", dict()),
+]
+
+
+def timeit(fn, repeats):
+    fn()  # warm
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--T-free", type=int, default=150)
+    ap.add_argument("--T-nudge", type=int, default=20)
+    ap.add_argument("--only", nargs="*", help="estimator labels to run, e.g. cauchy-N6")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+
+    model = make_model("mlp", hidden=(256, 256))
+    params = model.init(jax.random.PRNGKey(0))
+    images, labels = load_fashion_mnist("train")
+    x = jnp.asarray(prepare_images(images[: args.batch], model.input_shape))
+    batch = dynamics.Batch(x, jnp.asarray(labels[: args.batch]))
+    tx = optax.sgd(0.01, momentum=0.9)
+    opt_state = tx.init(params)
+    rng = jax.random.PRNGKey(1)
+
+    rows = []
+    for name, hp in CONFIGS:
+        label = name + (f"-N{hp['N']}" if "N" in hp and name == "cauchy" else "")
+        if args.only and label not in args.only:
+            continue
+        if name != "continuous":
+            hp = dict(hp, T_free=args.T_free)
+            if name in ("ep", "cauchy"):
+                hp["T_nudge"] = args.T_nudge
+        est = make_estimator(name, **hp)
+        step = jax.jit(make_train_step(model, est, tx))
+        t0 = time.perf_counter()
+        compiled = step.lower(params, opt_state, batch, rng).compile()
+        compile_s = time.perf_counter() - t0
+        run = lambda: jax.block_until_ready(compiled(params, opt_state, batch, rng))
+        s = timeit(run, args.repeats)
+        rows.append({"estimator": label, "step_s": s, "compile_s": compile_s})
+        print(f"{label:14s} {s * 1e3:8.1f} ms/step   compile {compile_s:5.1f} s", flush=True)
+
+    # relaxation throughput vs a plain matmul of the same shapes
+    drive = model.drive(params["net"], x)
+    step_fn = lambda u: model.phi(params["net"], u, drive)
+    T = args.T_free
+    free = jax.jit(lambda u0: relax(step_fn, u0, T).state)
+    u0 = model.init_state(x)
+    t_relax = timeit(lambda: jax.block_until_ready(free(u0)), args.repeats)
+    sizes = model.sizes
+    flop_iter = sum(2 * args.batch * sizes[l - 1] * sizes[l] * 2 for l in range(1, len(sizes)))  # fwd + bwd couplings
+    gflops_relax = flop_iter * T / t_relax / 1e9
+    n = sizes[0]
+    a = jnp.ones((args.batch, n), jnp.float32)
+    w = jnp.ones((n, n), jnp.float32) * 0.001
+    mm = jax.jit(lambda a: jax.lax.fori_loop(0, T, lambda i, v: jnp.tanh(v @ w), a))
+    t_mm = timeit(lambda: jax.block_until_ready(mm(a)), args.repeats)
+    gflops_mm = 2 * args.batch * n * n * T / t_mm / 1e9
+    big = jnp.ones((512, 512), jnp.float32)
+    mm_big = jax.jit(lambda a: a @ a)
+    t_big = timeit(lambda: jax.block_until_ready(mm_big(big)), args.repeats)
+    gflops_big = 2 * 512**3 / t_big / 1e9
+    print()
+    print(f"free relaxation ({T} steps, batch {args.batch}): {t_relax * 1e3:.1f} ms, {gflops_relax:.1f} GFLOP/s")
+    print(f"plain {args.batch}x{n} @ {n}x{n} matmul chain ({T} steps): {gflops_mm:.1f} GFLOP/s")
+    print(f"512x512 matmul: {gflops_big:.1f} GFLOP/s")
+
+    print("\n| estimator | ms / training step | x cauchy-N2 | compile (s) |\n|---|---|---|---|")
+    ref = next((r["step_s"] for r in rows if r["estimator"] == "cauchy-N2"), None)
+    for r in rows:
+        ratio = f"{r['step_s'] / ref:.2f}" if ref else "-"
+        print(f"| {r['estimator']} | {r['step_s'] * 1e3:.1f} | {ratio} | {r['compile_s']:.1f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, "relax_gflops": gflops_relax, "matmul_gflops": gflops_mm, "matmul512_gflops": gflops_big}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

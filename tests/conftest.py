@@ -1,0 +1,33 @@
+import holoeb  # noqa: F401  (sets XLA flags before jax starts)
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from holoeb import dynamics, make_model
+
+
+def tree_rel(a, b):
+    """||a - b|| / ||b|| over all leaves of two pytrees."""
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    num = sum(float(jnp.sum(jnp.abs(x - y) ** 2)) for x, y in zip(la, lb))
+    den = sum(float(jnp.sum(jnp.abs(y) ** 2)) for y in lb)
+    return float(np.sqrt(num / den))
+
+
+def small_problem(asymmetry=0.0, model="mlp", batch=3, seed=0, dtype="float64", **kw):
+    """A small random net (12 -> 9 -> 7 -> 5) with a random batch, in float64."""
+    kwargs = dict(in_features=12, hidden=(9, 7), num_classes=5, dtype=dtype, **kw)
+    if model == "mlp":
+        kwargs["asymmetry"] = asymmetry
+    m = make_model(model, **kwargs)
+    p = m.init(jax.random.PRNGKey(seed))
+    x = jax.random.normal(jax.random.PRNGKey(seed + 1), (batch, 12), jnp.dtype(dtype))
+    y = jnp.arange(batch, dtype=jnp.int32) % 5
+    return m, p, dynamics.Batch(x, y)
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
