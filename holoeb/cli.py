@@ -5,6 +5,7 @@ import sys
 
 COMMAND_MODULES = [
     "holoeb.commands.train",
+    "holoeb.commands.aeqprop",
 ]
 
 

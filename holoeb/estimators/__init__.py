@@ -7,6 +7,7 @@ import functools
 
 import jax
 
+from holoeb.estimators.aeqprop import Aeqprop
 from holoeb.estimators.base import Estimator, EstimatorResult
 from holoeb.estimators.cauchy import Cauchy
 from holoeb.estimators.continuous import Continuous
@@ -22,6 +23,7 @@ ESTIMATORS = {
     "true": TrueDerivative,
     "rbp": RBP,
     "tbp": TBP,
+    "aeqprop": Aeqprop,
 }
 
 
