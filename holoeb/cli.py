@@ -5,6 +5,9 @@ import sys
 
 COMMAND_MODULES = [
     "holoeb.commands.train",
+    "holoeb.commands.bias",
+    "holoeb.commands.alignment",
+    "holoeb.commands.compare",
     "holoeb.commands.aeqprop",
 ]
 

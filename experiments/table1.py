@@ -1,0 +1,67 @@
+"""Table 1 of the generalized-hEP paper: validation error on Fashion-MNIST for
+N = 1, 2, 4, 6, continuous-time and the true d_beta u*, at |beta| = 0.05 and 0.5,
+over several seeds (2x256 reciprocal MLP, Table 3 settings).
+
+    python experiments/table1.py                      # paper protocol: 50 epochs, 5 seeds (long)
+    python experiments/table1.py --epochs 3 --seeds 1 # short CPU protocol
+    holoeb compare runs/table1/*                      # the table (mean +/- std over seeds)
+
+Runs already finished (metrics.json with all epochs) are skipped, so the grid can
+be resumed or run in several processes.
+"""
+import argparse
+import json
+import os
+
+from holoeb.config import load_config
+from holoeb.training import train
+
+GRID = [
+    ("N1", {"name": "ep"}),
+    ("N2", {"name": "cauchy", "N": 2}),
+    ("N4", {"name": "cauchy", "N": 4}),
+    ("N6", {"name": "cauchy", "N": 6}),
+    ("continuous", {"name": "continuous", "N": 4, "steps_per_point": 60, "periods": 5}),
+    ("true", {"name": "true"}),
+]
+
+
+def finished(run_dir, epochs):
+    path = os.path.join(run_dir, "metrics.json")
+    if not os.path.exists(path):
+        return False
+    return len(json.load(open(path))["history"]) >= epochs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="experiments/fmnist_mlp.json")
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--betas", type=float, nargs="+", default=[0.05, 0.5])
+    ap.add_argument("--only", nargs="*", help="labels from the grid, e.g. N6 true")
+    ap.add_argument("--out", default="runs/table1")
+    args = ap.parse_args()
+    for beta in args.betas:
+        for label, est in GRID:
+            if args.only and label not in args.only:
+                continue
+            if label == "true" and beta != args.betas[0]:
+                continue  # does not depend on beta
+            for seed in range(args.seeds):
+                name = f"{label}-beta{beta:g}" if label != "true" else label
+                run_dir = os.path.join(args.out, name, f"seed{seed}")
+                if finished(run_dir, args.epochs):
+                    continue
+                e = dict(est, T_free=150) if est["name"] != "continuous" else dict(est)
+                if est["name"] in ("ep", "cauchy"):
+                    e["T_nudge"] = 20
+                if est["name"] != "true":
+                    e["beta"] = beta
+                cfg = load_config(args.config, {"estimator": e, "training.epochs": args.epochs, "training.seed": seed})
+                print(f"== {run_dir}")
+                train(cfg, run_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,430 @@
+"""Finite-nudge bias study (generalized hEP paper, Sec. 3.1-3.2, Fig. 2a,b, App. D.1).
+
+For one model, parameters and batch, every nudge-based estimate of the neuronal
+error vector is compared, over a log grid of teaching amplitudes |beta|, with
+
+  * the exact derivative ``true``  e_true = d sigma(u*)/d beta = sigma'(u*) (I - Phi')^{-1} nudge  (Eq. 5),
+  * RBP's delta = (I - Phi'^T)^{-1} dL/du*                                                      (Eq. 4),
+
+both in the library's error coordinates (see `holoeb.estimators.base`: every
+``error`` estimates delta; nudge-based ones report error = -e). Reported per
+estimator and |beta|, averaged over the batch:
+
+  cos_true / relerr_true     cosine and relative error ||err - err_true|| / ||err_true|| (per layer, overall)
+  cos_rbp                    cosine of err with delta (what Fig. 2a,b plots)
+  grad_cos_rbp / _true       cosine of the parameter gradient (Eq. 6) with RBP's / true's gradient
+
+Theory (App. D.1): the N-point Cauchy rule of a holomorphic f has leading error
+f^{(N+1)}(0) |beta|^N / (N+1)!; so relerr ~ |beta|^N (N = 1 is one-sided EP, ~|beta|),
+and the real centered difference (f(b) - f(-b)) / 2b has error f'''(0) b^2 / 6 = N = 2.
+
+Cost. The free phase, the true solve and the RBP solve are done once per batch
+(`reference`); every estimator is a function of (reference, beta) jitted once
+with beta traced, so a whole |beta| grid costs one compilation per estimator.
+"""
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from holoeb import dynamics, holomorphic
+from holoeb.diagnostics import layer_cosines, overall_cosine, tree_cosine
+from holoeb.estimators.base import assemble_grads, rbp_delta
+from holoeb.estimators.nudged_phase import nudged_relaxations, weighted_activity_sum
+from holoeb.estimators.true_derivative import true_activity_derivative
+from holoeb.linear_solve import SolveConfig
+from holoeb.solvers import relax
+
+NATIVE_KINDS = ("ep", "ep-neg", "centered", "cauchy", "continuous")
+
+
+# --------------------------------------------------------------------------- specs
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """One curve of the study. kind in NATIVE_KINDS or a registered estimator name
+    (e.g. the energy rules), N = Cauchy points (cauchy) or points per period
+    (continuous), periods = periods of the continuous estimate."""
+
+    kind: str
+    N: int = 0
+    periods: int = 0
+
+    @property
+    def label(self):
+        if self.kind == "cauchy":
+            return f"cauchy-N{self.N}"
+        if self.kind == "continuous":
+            return f"continuous-N{self.N}-P{self.periods}"
+        return self.kind
+
+    @property
+    def order(self):
+        """Theoretical order of the finite-nudge bias in |beta| (None if not a Cauchy rule)."""
+        return {"ep": 1, "ep-neg": 1, "centered": 2, "cauchy": self.N, "continuous": self.N}.get(self.kind)
+
+
+def parse_spec(text):
+    """'ep', 'ep-neg', 'centered', 'cauchy:N', 'continuous:N:P' or a registered estimator name."""
+    from holoeb.estimators import ESTIMATORS
+
+    parts = text.split(":")
+    kind = parts[0]
+    try:
+        nums = [int(p) for p in parts[1:]]
+    except ValueError:
+        raise ValueError(f"bad estimator spec {text!r}: expected integers after ':'") from None
+    if kind == "cauchy":
+        if len(nums) != 1 or nums[0] < 1:
+            raise ValueError(f"bad estimator spec {text!r}: use cauchy:N with N >= 1")
+        return SweepSpec("cauchy", nums[0])
+    if kind == "continuous":
+        if len(nums) != 2 or nums[0] < 2 or nums[1] < 1:
+            raise ValueError(f"bad estimator spec {text!r}: use continuous:N:P with N >= 2 points, P >= 1 periods")
+        return SweepSpec("continuous", nums[0], nums[1])
+    if kind in ("ep", "ep-neg", "centered") and not nums:
+        return SweepSpec(kind)
+    if kind in ("true", "rbp", "tbp"):
+        raise ValueError(f"{kind!r} has no nudge: it is the reference, not a sweep curve")
+    if kind in ESTIMATORS and not nums:
+        return SweepSpec(kind)
+    raise ValueError(
+        f"unknown estimator spec {text!r}; use ep, ep-neg, centered, cauchy:N, continuous:N:P "
+        f"or one of the registered estimators {sorted(k for k in ESTIMATORS if k not in ('true', 'rbp', 'tbp'))}"
+    )
+
+
+def energy_rule_names():
+    from holoeb.estimators import ESTIMATORS
+
+    return [n for n in ("cl", "p-ep", "n-ep", "c-ep", "p-cpl", "n-cpl", "c-cpl") if n in ESTIMATORS]
+
+
+def default_specs(model, max_N=8, continuous_N=4, continuous_periods=5):
+    """ep, centered 2-point, Cauchy N = 1..max_N, continuous (N points, P periods), and the
+    seven energy rules when the model has an energy and they are registered."""
+    specs = [SweepSpec("ep"), SweepSpec("centered")] + [SweepSpec("cauchy", n) for n in range(1, max_N + 1)]
+    if continuous_periods:
+        specs.append(SweepSpec("continuous", continuous_N, continuous_periods))
+    if hasattr(model, "energy") or hasattr(model, "primitive"):
+        specs += [SweepSpec(n) for n in energy_rule_names()]
+    return specs
+
+
+def check_betas(betas):
+    betas = np.asarray(betas, dtype=float)
+    if betas.ndim != 1 or betas.size == 0 or not np.all(np.isfinite(betas)) or np.any(betas <= 0):
+        raise ValueError(f"the |beta| grid must be a non-empty list of finite positive numbers, got {betas.tolist()}")
+    return np.sort(betas)
+
+
+def log_grid(beta_min, beta_max, per_decade=3):
+    """beta_min * 10^(k / per_decade) for k = 0, 1, ... while <= beta_max (so 5e-4 with
+    3 per decade hits the paper's |beta| = 0.05 and 0.5)."""
+    if not (beta_min > 0 and beta_max >= beta_min and per_decade >= 1):
+        raise ValueError(f"need 0 < beta_min <= beta_max and per_decade >= 1, got ({beta_min}, {beta_max}, {per_decade})")
+    n = int(np.floor(np.log10(beta_max / beta_min) * per_decade + 1e-9)) + 1
+    return beta_min * 10.0 ** (np.arange(n) / per_decade)
+
+
+# --------------------------------------------------------------------------- reference
+class Reference(NamedTuple):
+    u0: Any  # free fixed point
+    drive: Any
+    err_true: Any  # -d sigma(u*)/d beta (exact, Eq. 5), pre-activation error coordinates
+    delta: Any  # RBP's delta (Eq. 4)
+    grads_true: Any
+    grads_rbp: Any
+    free_residual: Any  # (B,)
+    true_residual: Any  # (B,) GMRES relative residuals
+    rbp_residual: Any
+
+
+def reference(model, params, x, y, T_free, free_tol=None, cfg=SolveConfig()):
+    """Free phase, exact d_beta sigma(u*) and RBP delta at the free state: computed once."""
+    batch = dynamics.Batch(x, y)
+    drive = model.drive(params["net"], x)
+    free = relax(lambda u: model.phi(params["net"], u, drive), model.init_state(x), T_free, tol=free_tol)
+    u0 = free.state
+    e, _, rel_t = true_activity_derivative(model, params, drive, y, u0, cfg)
+    err_true = tuple(-v for v in e)
+    delta, rel_r = rbp_delta(model, params, batch, u0, cfg)
+    g_true = assemble_grads(model, params, batch, u0, err_true)
+    g_rbp = assemble_grads(model, params, batch, u0, delta)
+    return Reference(u0, drive, err_true, tuple(delta), g_true, g_rbp, free.residual, rel_t, rel_r)
+
+
+# --------------------------------------------------------------------------- metrics
+def _flat(t):
+    return jnp.concatenate([jnp.real(v).reshape(v.shape[0], -1) for v in t], axis=1)
+
+
+def per_example_relerr(a, b, eps=1e-30):
+    """||a - b|| / ||b|| per example for (B, ...) arrays."""
+    a = jnp.real(a).reshape(a.shape[0], -1)
+    b = jnp.real(b).reshape(b.shape[0], -1)
+    return jnp.linalg.norm(a - b, axis=1) / jnp.maximum(jnp.linalg.norm(b, axis=1), eps)
+
+
+def error_metrics(error, ref):
+    """Batch-mean cosine / relative error of an error vector against true and RBP."""
+    return {
+        "cos_true": layer_cosines(error, ref.err_true),
+        "cos_true_overall": jnp.mean(overall_cosine(error, ref.err_true)),
+        "relerr_true": jnp.stack([jnp.mean(per_example_relerr(e, t)) for e, t in zip(error, ref.err_true)]),
+        "relerr_true_overall": jnp.mean(per_example_relerr(_flat(error), _flat(ref.err_true))),
+        "cos_rbp": layer_cosines(error, ref.delta),
+        "cos_rbp_overall": jnp.mean(overall_cosine(error, ref.delta)),
+    }
+
+
+def _leaf_cosine(a, b, eps=1e-30):
+    a, b = jnp.real(a).ravel(), jnp.real(b).ravel()
+    return jnp.vdot(a, b) / jnp.maximum(jnp.linalg.norm(a) * jnp.linalg.norm(b), eps)
+
+
+def grad_metrics(grads, ref):
+    """Cosine of the network-parameter gradient with RBP's (per parameter array and
+    overall) and with the gradient built from the true derivative. The readout's
+    gradient is the same direct loss gradient for every estimator, so it is left out."""
+    g, gr, gt = grads["net"], ref.grads_rbp["net"], ref.grads_true["net"]
+    return {
+        "grad_cos_rbp": {k: _leaf_cosine(g[k], gr[k]) for k in sorted(g)},
+        "grad_cos_rbp_overall": tree_cosine(g, gr),
+        "grad_cos_true_overall": tree_cosine(g, gt),
+    }
+
+
+def all_metrics(model, params, x, y, ref, error, u_free=None, presynaptic_states=None):
+    batch = dynamics.Batch(x, y)
+    u = ref.u0 if u_free is None else u_free
+    grads = assemble_grads(model, params, batch, u, error, presynaptic_states)
+    return {**error_metrics(error, ref), **grad_metrics(grads, ref)}
+
+
+# --------------------------------------------------------------------------- estimates with traced beta
+def ep_error(model, params, ref, y, beta, T_nudge):
+    """One-sided EP (Eq. 6): -(sigma(u*_beta) - sigma(u*_0)) / beta, signed beta."""
+    rel = nudged_relaxations(model, params, ref.drive, y, ref.u0, jnp.reshape(beta, (1,)), T_nudge)
+    s0 = dynamics.activities(model, ref.u0)
+    e = weighted_activity_sum(model, rel.state, s0, jnp.reshape(1.0 / beta, (1,)))
+    return tuple(-v for v in e)
+
+
+def centered_error(model, params, ref, y, beta, T_nudge):
+    """Real centered 2-point difference -(sigma(u*_b) - sigma(u*_-b)) / 2b (bias O(b^2))."""
+    betas = jnp.stack([beta, -beta])
+    rel = nudged_relaxations(model, params, ref.drive, y, ref.u0, betas, T_nudge)
+    s0 = dynamics.activities(model, ref.u0)
+    w = jnp.stack([0.5 / beta, -0.5 / beta])
+    return tuple(-v for v in weighted_activity_sum(model, rel.state, s0, w))
+
+
+def cauchy_error(model, params, ref, y, beta, N, T_nudge):
+    """N-point Cauchy estimate (Eq. 7, App. D.1) with a traced radius |beta|: the unit-radius
+    nodes of `holomorphic.cauchy_half_nodes` (conjugate symmetry) scaled by beta,
+    weights by 1/beta, so one compilation serves every |beta| (same sum as
+    `holoeb.estimators.cauchy.cauchy_activity_derivative`)."""
+    rb, rw, cb, cw = holomorphic.cauchy_half_nodes(1.0, N)
+    s0 = dynamics.activities(model, ref.u0)
+    rel = nudged_relaxations(model, params, ref.drive, y, ref.u0, beta * jnp.asarray(rb), T_nudge)
+    e = weighted_activity_sum(model, rel.state, s0, jnp.asarray(rw) / beta)
+    if len(cb):
+        relc = nudged_relaxations(model, params, ref.drive, y, ref.u0, beta * jnp.asarray(cb), T_nudge)
+        ec = weighted_activity_sum(model, relc.state, s0, jnp.asarray(cw) / beta)
+        e = tuple(a + 2.0 * jnp.real(b) for a, b in zip(e, ec))
+    return tuple(-v for v in e)
+
+
+def continuous_estimates(model, params, x, y, beta, N, steps_per_point, periods):
+    """Continuous-time oscillating nudge (Eqs. 8-9, App. C.1) with a traced |beta|,
+    read out after every period p = 1..P from one run:
+
+        e_p = (1/(p N |beta|)) sum_{j < pN} sigma(u(t_j)) e^{-2 i pi j/N},   u*_p = mean_{j < pN} u(t_j).
+
+    Returns (errors: tuple of (P, B, ...) = -e_p, free-state estimates (P, B, ...),
+    visited states (P N, B, ...))."""
+    j = np.arange(periods * N)
+    unit = np.exp(2j * np.pi * j / N)
+    u_start = model.init_state(x)
+    cdt = jnp.result_type(u_start[0].dtype, jnp.complex64)
+    drive = tuple(d.astype(cdt) for d in model.drive(params["net"], x))
+    u_start = dynamics.cast_state(u_start, cdt)
+    betas = beta.astype(cdt) * jnp.asarray(unit, cdt)
+
+    def point(u, b):
+        step = lambda v: dynamics.nudged_map(model, params, v, drive, y, b)
+        u = jax.lax.fori_loop(0, steps_per_point, lambda i, v: step(v), u)
+        return u, u
+
+    _, states = jax.lax.scan(point, u_start, betas)
+    counts = jnp.asarray(N * np.arange(1, periods + 1), jnp.float32)
+    w = jnp.asarray(np.conj(unit[:N]), cdt)
+    errors, frees = [], []
+    for l, uk in enumerate(states):
+        s = model.activation(l, uk).reshape((periods, N) + uk.shape[1:])
+        part = jnp.cumsum(jnp.tensordot(w, jnp.moveaxis(s, 1, 0), axes=1), axis=0)  # (P, B, ...)
+        shape = (periods,) + (1,) * (uk.ndim - 1)
+        errors.append(-jnp.real(part) / (counts.reshape(shape) * beta))
+        means = jnp.cumsum(jnp.sum(uk.reshape((periods, N) + uk.shape[1:]), axis=1), axis=0)
+        frees.append(jnp.real(means) / counts.reshape(shape))
+    return tuple(errors), tuple(frees), states
+
+
+# --------------------------------------------------------------------------- jitted evaluators
+def make_evaluator(model, spec, T_nudge=20, steps_per_point=60, T_free=150):
+    """f(params, x, y, ref, beta) -> metrics dict (or a list of dicts, one per period, for
+    continuous). Jitted once; beta is a traced scalar (except for generic estimators)."""
+    kind = spec.kind
+    if kind in ("ep", "ep-neg", "centered", "cauchy"):
+
+        def f(params, x, y, ref, beta):
+            if kind == "ep":
+                err = ep_error(model, params, ref, y, beta, T_nudge)
+            elif kind == "ep-neg":
+                err = ep_error(model, params, ref, y, -beta, T_nudge)
+            elif kind == "centered":
+                err = centered_error(model, params, ref, y, beta, T_nudge)
+            else:
+                err = cauchy_error(model, params, ref, y, beta, spec.N, T_nudge)
+            return all_metrics(model, params, x, y, ref, err)
+
+        return jax.jit(f)
+    if kind == "continuous":
+
+        def g(params, x, y, ref, beta):
+            errs, frees, states = continuous_estimates(model, params, x, y, beta, spec.N, steps_per_point, spec.periods)
+            out = []
+            for p in range(spec.periods):
+                err = tuple(e[p] for e in errs)
+                u = tuple(v[p] for v in frees)
+                pre = tuple(s[: (p + 1) * spec.N] for s in states)
+                out.append(all_metrics(model, params, x, y, ref, err, u_free=u, presynaptic_states=pre))
+            return out
+
+        return jax.jit(g)
+    return generic_evaluator(model, spec.kind, T_free)
+
+
+def generic_evaluator(model, name, T_free):
+    """Any registered estimator (e.g. the energy rules): built per |beta| (its beta is
+    a static hyper-parameter) and compared with the shared reference."""
+    from holoeb.estimators import estimator_fields, make_estimator
+
+    has_beta = "beta" in estimator_fields(name)
+    hp = {"T_free": T_free} if "T_free" in estimator_fields(name) else {}
+    cache = {}
+
+    def f(params, x, y, ref, beta):
+        key = float(beta) if has_beta else None
+        if key not in cache:
+            est = make_estimator(name, **hp, **({"beta": key} if has_beta else {}))
+
+            def run(params, x, y, ref):
+                res = est(model, params, dynamics.Batch(x, y), jax.random.PRNGKey(0))
+                return {**error_metrics(res.error, ref), **grad_metrics(res.grads, ref)}
+
+            cache[key] = jax.jit(run)
+        return cache[key](params, x, y, ref)
+
+    f.beta_independent = not has_beta
+    return f
+
+
+# --------------------------------------------------------------------------- sweep
+def _to_py(tree):
+    return jax.tree_util.tree_map(lambda v: float(v) if np.ndim(v) == 0 else np.asarray(v, float).tolist(), tree)
+
+
+def _mean_dicts(ds):
+    return jax.tree_util.tree_map(lambda *v: np.mean(np.stack([np.asarray(a, float) for a in v]), axis=0), *ds)
+
+
+def reference_summary(model, ref):
+    """The beta-independent comparison true vs RBP (the asymmetry ceiling of Fig. 2b)."""
+    return {
+        "cos_true_rbp": layer_cosines(ref.err_true, ref.delta),
+        "cos_true_rbp_overall": jnp.mean(overall_cosine(ref.err_true, ref.delta)),
+        "grad_cos_true_rbp": {k: _leaf_cosine(ref.grads_true["net"][k], ref.grads_rbp["net"][k]) for k in sorted(ref.grads_true["net"])},
+        "grad_cos_true_rbp_overall": tree_cosine(ref.grads_true["net"], ref.grads_rbp["net"]),
+        "free_residual_max": jnp.max(ref.free_residual),
+        "true_solve_residual_max": jnp.max(ref.true_residual),
+        "rbp_solve_residual_max": jnp.max(ref.rbp_residual),
+    }
+
+
+def bias_sweep(model, params, batches, betas, specs, T_free=150, free_tol=None, T_nudge=20, steps_per_point=60,
+               solve_cfg=SolveConfig(), evaluators=None, log=None, ref_fn=None):
+    """Run the study on a list of (x, y) batches. Returns a JSON-able dict:
+    {"betas", "reference": {...}, "estimators": {label: {"order", "metrics": [per-beta dict]}}}.
+    ``evaluators`` (label -> jitted fn, from `make_evaluators`) may be shared between
+    calls with the same model so nothing is recompiled; so may ``ref_fn`` (from
+    `make_reference_fn`)."""
+    betas = check_betas(betas)
+    if not batches:
+        raise ValueError("need at least one batch")
+    evaluators = evaluators if evaluators is not None else make_evaluators(model, specs, T_nudge, steps_per_point, T_free)
+    ref_fn = ref_fn or make_reference_fn(model, T_free, free_tol, solve_cfg)
+    refs = [(x, y, ref_fn(params, x, y)) for x, y in batches]
+    out = {"betas": betas.tolist(), "reference": _to_py(_mean_dicts([_to_py(reference_summary(model, r)) for _, _, r in refs])),
+           "estimators": {}}
+    for spec in specs:
+        f = evaluators[spec.label]
+        per_beta = []
+        for b in betas:
+            if getattr(f, "beta_independent", False) and per_beta:
+                per_beta.append(per_beta[0])
+                continue
+            try:
+                vals = [f(params, x, y, r, jnp.asarray(b, x.dtype)) for x, y, r in refs]
+            except ValueError as e:  # e.g. a rule that forbids this beta
+                per_beta.append({"invalid": str(e)})
+                continue
+            per_beta.append(_to_py(_mean_dicts([_to_py(v) for v in vals])))
+        if spec.kind == "continuous":
+            for p in range(spec.periods):
+                lab = f"continuous-N{spec.N}-P{p + 1}"
+                out["estimators"][lab] = {"kind": "continuous", "order": spec.N, "periods": p + 1,
+                                          "metrics": [m[p] if isinstance(m, list) else m for m in per_beta]}
+        else:
+            out["estimators"][spec.label] = {"kind": spec.kind, "order": spec.order, "metrics": per_beta}
+        if log:
+            last = per_beta[int(np.argmin(np.abs(np.log(betas / 0.5))))]
+            if isinstance(last, list):
+                last = last[-1]
+            log(f"  {spec.label:>22s}: cos_rbp(|beta|={betas[int(np.argmin(np.abs(np.log(betas / 0.5))))]:.3g}) = {last.get('cos_rbp_overall', float('nan')):.4f}")
+    return out
+
+
+def make_reference_fn(model, T_free=150, free_tol=None, solve_cfg=SolveConfig()):
+    """Jitted (params, x, y) -> `Reference`."""
+    return jax.jit(lambda p, x, y: reference(model, p, x, y, T_free, free_tol, solve_cfg))
+
+
+def make_evaluators(model, specs, T_nudge=20, steps_per_point=60, T_free=150):
+    return {s.label: make_evaluator(model, s, T_nudge, steps_per_point, T_free) for s in specs}
+
+
+# --------------------------------------------------------------------------- analysis
+def loglog_slope(betas, values, beta_max=None, floor=0.0):
+    """Least-squares slope of log(values) vs log(betas), on betas <= beta_max and values > floor."""
+    b, v = np.asarray(betas, float), np.asarray(values, float)
+    keep = np.isfinite(v) & (v > floor)
+    if beta_max is not None:
+        keep &= b <= beta_max
+    if keep.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(b[keep]), np.log(v[keep]), 1)[0])
+
+
+def theory_bias(betas, N):
+    """Leading relative-bias scale |beta|^N / (N+1)! of the N-point rule (App. D.1)."""
+    return np.asarray(betas, float) ** N / math.factorial(N + 1)
+
+
+def curve(result, label, key="cos_rbp_overall"):
+    """The per-beta values of one metric of one estimator (nan where invalid)."""
+    return np.array([m.get(key, np.nan) if isinstance(m.get(key, np.nan), (int, float)) else np.nan
+                     for m in result["estimators"][label]["metrics"]], float)
