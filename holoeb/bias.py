@@ -30,10 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from holoeb import dynamics, holomorphic
+from holoeb import dynamics
 from holoeb.diagnostics import layer_cosines, overall_cosine, tree_cosine
 from holoeb.estimators.base import assemble_grads, rbp_delta
-from holoeb.estimators.nudged_phase import nudged_relaxations, weighted_activity_sum
+from holoeb.estimators.cauchy import cauchy_activity_derivative
+from holoeb.estimators.continuous import oscillating_states, running_estimates
 from holoeb.estimators.true_derivative import true_activity_derivative
 from holoeb.linear_solve import SolveConfig
 from holoeb.solvers import relax
@@ -207,70 +208,32 @@ def all_metrics(model, params, x, y, ref, error, u_free=None, presynaptic_states
 # --------------------------------------------------------------------------- estimates with traced beta
 def ep_error(model, params, ref, y, beta, T_nudge):
     """One-sided EP (Eq. 6): -(sigma(u*_beta) - sigma(u*_0)) / beta, signed beta."""
-    rel = nudged_relaxations(model, params, ref.drive, y, ref.u0, jnp.reshape(beta, (1,)), T_nudge)
-    s0 = dynamics.activities(model, ref.u0)
-    e = weighted_activity_sum(model, rel.state, s0, jnp.reshape(1.0 / beta, (1,)))
-    return tuple(-v for v in e)
+    return cauchy_error(model, params, ref, y, beta, 1, T_nudge)
 
 
 def centered_error(model, params, ref, y, beta, T_nudge):
-    """Real centered 2-point difference -(sigma(u*_b) - sigma(u*_-b)) / 2b (bias O(b^2))."""
-    betas = jnp.stack([beta, -beta])
-    rel = nudged_relaxations(model, params, ref.drive, y, ref.u0, betas, T_nudge)
-    s0 = dynamics.activities(model, ref.u0)
-    w = jnp.stack([0.5 / beta, -0.5 / beta])
-    return tuple(-v for v in weighted_activity_sum(model, rel.state, s0, w))
+    """Real centered 2-point difference -(sigma(u*_b) - sigma(u*_-b)) / 2b (bias O(b^2)),
+    i.e. the N = 2 Cauchy rule."""
+    return cauchy_error(model, params, ref, y, beta, 2, T_nudge)
 
 
 def cauchy_error(model, params, ref, y, beta, N, T_nudge):
-    """N-point Cauchy estimate (Eq. 7, App. D.1) with a traced radius |beta|: the unit-radius
-    nodes of `holomorphic.cauchy_half_nodes` (conjugate symmetry) scaled by beta,
-    weights by 1/beta, so one compilation serves every |beta| (same sum as
-    `holoeb.estimators.cauchy.cauchy_activity_derivative`)."""
-    rb, rw, cb, cw = holomorphic.cauchy_half_nodes(1.0, N)
-    s0 = dynamics.activities(model, ref.u0)
-    rel = nudged_relaxations(model, params, ref.drive, y, ref.u0, beta * jnp.asarray(rb), T_nudge)
-    e = weighted_activity_sum(model, rel.state, s0, jnp.asarray(rw) / beta)
-    if len(cb):
-        relc = nudged_relaxations(model, params, ref.drive, y, ref.u0, beta * jnp.asarray(cb), T_nudge)
-        ec = weighted_activity_sum(model, relc.state, s0, jnp.asarray(cw) / beta)
-        e = tuple(a + 2.0 * jnp.real(b) for a, b in zip(e, ec))
+    """N-point Cauchy estimate (Eq. 7, App. D.1) with a traced radius |beta|, so one
+    compilation serves every |beta|: -`cauchy_activity_derivative`."""
+    e, _ = cauchy_activity_derivative(model, params, ref.drive, y, ref.u0, beta, N, T_nudge)
     return tuple(-v for v in e)
 
 
 def continuous_estimates(model, params, x, y, beta, N, steps_per_point, periods):
     """Continuous-time oscillating nudge (Eqs. 8-9, App. C.1) with a traced |beta|,
-    read out after every period p = 1..P from one run:
-
-        e_p = (1/(p N |beta|)) sum_{j < pN} sigma(u(t_j)) e^{-2 i pi j/N},   u*_p = mean_{j < pN} u(t_j).
+    read out after every period p = 1..P from one run (see
+    `holoeb.estimators.continuous.running_estimates`).
 
     Returns (errors: tuple of (P, B, ...) = -e_p, free-state estimates (P, B, ...),
     visited states (P N, B, ...))."""
-    j = np.arange(periods * N)
-    unit = np.exp(2j * np.pi * j / N)
-    u_start = model.init_state(x)
-    cdt = jnp.result_type(u_start[0].dtype, jnp.complex64)
-    drive = tuple(d.astype(cdt) for d in model.drive(params["net"], x))
-    u_start = dynamics.cast_state(u_start, cdt)
-    betas = beta.astype(cdt) * jnp.asarray(unit, cdt)
-
-    def point(u, b):
-        step = lambda v: dynamics.nudged_map(model, params, v, drive, y, b)
-        u = jax.lax.fori_loop(0, steps_per_point, lambda i, v: step(v), u)
-        return u, u
-
-    _, states = jax.lax.scan(point, u_start, betas)
-    counts = jnp.asarray(N * np.arange(1, periods + 1), jnp.float32)
-    w = jnp.asarray(np.conj(unit[:N]), cdt)
-    errors, frees = [], []
-    for l, uk in enumerate(states):
-        s = model.activation(l, uk).reshape((periods, N) + uk.shape[1:])
-        part = jnp.cumsum(jnp.tensordot(w, jnp.moveaxis(s, 1, 0), axes=1), axis=0)  # (P, B, ...)
-        shape = (periods,) + (1,) * (uk.ndim - 1)
-        errors.append(-jnp.real(part) / (counts.reshape(shape) * beta))
-        means = jnp.cumsum(jnp.sum(uk.reshape((periods, N) + uk.shape[1:]), axis=1), axis=0)
-        frees.append(jnp.real(means) / counts.reshape(shape))
-    return tuple(errors), tuple(frees), states
+    states = oscillating_states(model, params, x, y, beta, N, steps_per_point, periods)
+    es, frees = running_estimates(model, states, beta, N)
+    return tuple(-v for v in es), frees, states
 
 
 # --------------------------------------------------------------------------- jitted evaluators

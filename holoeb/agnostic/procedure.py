@@ -18,7 +18,6 @@ Simulators (see holoeb.agnostic.relaxation):
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from holoeb.agnostic.coupling import eps_tree, one_step_controller
 from holoeb.agnostic.relaxation import (

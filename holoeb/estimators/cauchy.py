@@ -24,20 +24,24 @@ from holoeb.estimators.nudged_phase import nudged_relaxations, weighted_activity
 
 
 def cauchy_activity_derivative(model, params, drive, y, u0, beta_abs, N, T_nudge, nudge_tol=None, conjugate_symmetry=True):
-    """Estimate of d sigma(u*)/d beta at beta = 0 and the max nudged residual."""
+    """Estimate of d sigma(u*)/d beta at beta = 0 and the max nudged residual.
+
+    ``beta_abs`` may be a traced scalar (one compilation serves a whole |beta| sweep);
+    with N = 1 it may also be negative (the one-sided estimate with a negative nudge).
+    """
     s0 = dynamics.activities(model, u0)
     if not conjugate_symmetry:
-        betas, weights = holomorphic.cauchy_nodes(beta_abs, N)
-        rel = nudged_relaxations(model, params, drive, y, u0, betas, T_nudge, nudge_tol)
-        e = tuple(jnp.real(v) for v in weighted_activity_sum(model, rel.state, s0, weights))
-        return e, jnp.max(rel.residual)
-    rb, rw, cb, cw = holomorphic.cauchy_half_nodes(beta_abs, N)
-    rel = nudged_relaxations(model, params, drive, y, u0, rb, T_nudge, nudge_tol)
-    e = weighted_activity_sum(model, rel.state, s0, rw)
+        unit, unit_w = holomorphic.cauchy_nodes(1.0, N)
+        rel = nudged_relaxations(model, params, drive, y, u0, beta_abs * jnp.asarray(unit), T_nudge, nudge_tol)
+        e = weighted_activity_sum(model, rel.state, s0, jnp.asarray(unit_w) / beta_abs)
+        return tuple(jnp.real(v) for v in e), jnp.max(rel.residual)
+    rb, rw, cb, cw = holomorphic.cauchy_half_nodes(1.0, N)
+    rel = nudged_relaxations(model, params, drive, y, u0, beta_abs * jnp.asarray(rb), T_nudge, nudge_tol)
+    e = weighted_activity_sum(model, rel.state, s0, jnp.asarray(rw) / beta_abs)
     res = jnp.max(rel.residual)
     if len(cb):
-        relc = nudged_relaxations(model, params, drive, y, u0, cb, T_nudge, nudge_tol)
-        ec = weighted_activity_sum(model, relc.state, s0, cw)
+        relc = nudged_relaxations(model, params, drive, y, u0, beta_abs * jnp.asarray(cb), T_nudge, nudge_tol)
+        ec = weighted_activity_sum(model, relc.state, s0, jnp.asarray(cw) / beta_abs)
         e = tuple(a + 2.0 * jnp.real(b) for a, b in zip(e, ec))
         res = jnp.maximum(res, jnp.max(relc.residual))
     return e, res

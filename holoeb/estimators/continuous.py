@@ -22,6 +22,47 @@ from holoeb.estimators.base import Estimator, check_nonzero_beta, check_positive
 from holoeb.solvers import residual
 
 
+def oscillating_states(model, params, x, y, beta_abs, N, steps_per_point, periods):
+    """States u(t_j) at the end of each of the P*N points visited by the teaching signal
+    beta_j = |beta| e^{2 i pi j/N} (steps_per_point iterations each, from the initial state).
+    ``beta_abs`` may be traced. Returns a stacked complex state (P N, B, ...)."""
+    unit = np.exp(2j * np.pi * np.arange(periods * N) / N)
+    u_start = model.init_state(x)
+    cdt = jnp.result_type(u_start[0].dtype, jnp.complex64)
+    drive = tuple(d.astype(cdt) for d in model.drive(params["net"], x))
+
+    def point(u, beta):
+        step = lambda v: dynamics.nudged_map(model, params, v, drive, y, beta)
+        u = jax.lax.fori_loop(0, steps_per_point, lambda i, v: step(v), u)
+        return u, u
+
+    betas = jnp.asarray(beta_abs).astype(cdt) * jnp.asarray(unit, cdt)
+    _, states = jax.lax.scan(point, dynamics.cast_state(u_start, cdt), betas)
+    return states
+
+
+def running_estimates(model, states, beta_abs, N):
+    """Running averages after each completed period p = 1..P (Eqs. 8 and 15):
+
+        e_p  = (1/(p N |beta|)) sum_{j < pN} sigma(u(t_j)) e^{-2 i pi j/N}     (d sigma(u*)/d beta)
+        u*_p = (1/(p N)) sum_{j < pN} u(t_j)                                    (free state)
+
+    Returns (e, u_free), tuples of (P, B, ...) real arrays."""
+    n_points = states[0].shape[0]
+    periods = n_points // N
+    counts = jnp.asarray(N * np.arange(1, periods + 1), jnp.real(states[0]).dtype)
+    w = jnp.asarray(np.exp(-2j * np.pi * np.arange(N) / N), states[0].dtype)
+    es, frees = [], []
+    for l, uk in enumerate(states):
+        shape = (periods,) + (1,) * (uk.ndim - 1)
+        s = model.activation(l, uk).reshape((periods, N) + uk.shape[1:])
+        part = jnp.cumsum(jnp.tensordot(w, jnp.moveaxis(s, 1, 0), axes=1), axis=0)
+        es.append(jnp.real(part) / (counts.reshape(shape) * beta_abs))
+        means = jnp.cumsum(jnp.sum(uk.reshape((periods, N) + uk.shape[1:]), axis=1), axis=0)
+        frees.append(jnp.real(means) / counts.reshape(shape))
+    return tuple(es), tuple(frees)
+
+
 @dataclasses.dataclass(frozen=True)
 class Continuous(Estimator):
     beta: float = 0.5
@@ -40,25 +81,10 @@ class Continuous(Estimator):
     def estimate(self, model, params, batch, rng):
         x, y = batch
         b = abs(self.beta)
-        j = np.arange(self.periods * self.N)
-        betas = jnp.asarray(b * np.exp(2j * np.pi * j / self.N))
-        phases = np.exp(-2j * np.pi * j / self.N)
-        u_start = model.init_state(x)
-        cdt = jnp.result_type(u_start[0].dtype, jnp.complex64)
-        drive = tuple(d.astype(cdt) for d in model.drive(params["net"], x))
-        u_start = dynamics.cast_state(u_start, cdt)
-
-        def point(u, beta):
-            step = lambda v: dynamics.nudged_map(model, params, v, drive, y, beta)
-            u = jax.lax.fori_loop(0, self.steps_per_point, lambda i, v: step(v), u)
-            return u, u
-
-        _, states = jax.lax.scan(point, u_start, betas.astype(cdt))
-        w = jnp.asarray(phases / (len(j) * b)).astype(cdt)
-        e = tuple(
-            jnp.real(jnp.tensordot(w, model.activation(l, uk), axes=1)) for l, uk in enumerate(states)
-        )
-        u_free = tuple(jnp.real(jnp.mean(uk, axis=0)) for uk in states)
+        states = oscillating_states(model, params, x, y, b, self.N, self.steps_per_point, self.periods)
+        es, frees = running_estimates(model, states, b, self.N)
+        e = tuple(v[-1] for v in es)
+        u_free = tuple(v[-1] for v in frees)
         free_drive = model.drive(params["net"], x)
         res = residual(lambda v: model.phi(params["net"], v, free_drive), u_free)
         return self.finish(model, params, batch, u_free, tuple(-v for v in e), res, {}, presynaptic_states=states)
