@@ -9,6 +9,7 @@ COMMAND_MODULES = [
     "holoeb.commands.alignment",
     "holoeb.commands.compare",
     "holoeb.commands.aeqprop",
+    "holoeb.commands.study",
 ]
 
 

@@ -11,6 +11,7 @@ from holoeb.estimators.aeqprop import Aeqprop
 from holoeb.estimators.base import Estimator, EstimatorResult
 from holoeb.estimators.cauchy import Cauchy
 from holoeb.estimators.continuous import Continuous
+from holoeb.estimators.energy_rules import RULES as ENERGY_RULES
 from holoeb.estimators.ep import EP
 from holoeb.estimators.rbp import RBP
 from holoeb.estimators.tbp import TBP
@@ -25,6 +26,7 @@ ESTIMATORS = {
     "tbp": TBP,
     "aeqprop": Aeqprop,
 }
+ESTIMATORS.update(ENERGY_RULES)  # cl, p-ep, n-ep, c-ep, p-cpl, n-cpl, c-cpl (comparative study)
 
 
 def register_estimator(name, cls):

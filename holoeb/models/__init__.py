@@ -1,9 +1,13 @@
 """Model registry: `make_model(name, **kwargs)`."""
+from holoeb.models.dchn import DCHN
+from holoeb.models.hopfield import DenseHopfield
 from holoeb.models.mlp import LoopMLP, ReciprocalMLP
 
 MODELS = {
     "mlp": ReciprocalMLP,
     "loop_mlp": LoopMLP,
+    "hopfield": DenseHopfield,
+    "dchn": DCHN,
 }
 
 

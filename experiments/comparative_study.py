@@ -1,0 +1,12 @@
+"""Comparative study of the seven energy-based rules + TBP + RBP (Table 1).
+
+    python experiments/comparative_study.py                       # CPU protocol (see config)
+    python experiments/comparative_study.py --protocol paper --data-dir ~/tensorflow_datasets
+    python experiments/comparative_study.py --config experiments/comparative_study_cpu.json
+
+Same as `holoeb study ...`. Writes <out_dir>/table.md and <out_dir>/results.json.
+"""
+from holoeb.commands.study import main
+
+if __name__ == "__main__":
+    main()

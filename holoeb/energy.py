@@ -1,0 +1,219 @@
+"""Energy-based models: energy, hard-sigmoid minimisers and energy gradients.
+
+An energy-based model (comparative study, Sec. 3 and App. C, Eqs. 96-101) has a
+state s = (s_1, ..., s_L) of activities (s_0 = x is the input) and a primitive
+function Phi(theta, x, s); its energy is
+
+    E(theta, x, s) = 1/2 sum_k ||s_k||^2 - Phi(theta, x, s)            (Eq. 96)
+
+with the state space S = [0, 1]^{hidden} x R^{out}. The fixed-point dynamics
+
+    s_k <- sigma_k(dPhi/ds_k),   sigma = hard sigmoid (hidden), identity (output)   (Eq. 98)
+
+is run either synchronously (all layers from the previous state, Eq. 99) or
+asynchronously (paper layers of even index k first, then those of odd index,
+from the refreshed even layers, Eqs. 100-101). Because Phi is linear in each
+s_k's own quadratic self-term, sigma_k(dPhi/ds_k) is the exact minimiser of E
+over the box for s_k with the other layers fixed (for dense interactions).
+
+Perturbations of the output layer (Sec. 2):
+  * nudge by beta C with C(o, y) = ||o - y||^2: the output is set to its exact
+    conditional minimiser argmin_o [1/2||o||^2 - o.a + beta ||o - y||^2]
+    = (a + 2 beta y) / (1 + 2 beta), a = dPhi/do (needs 1 + 2 beta > 0); the
+    fixed points are those of s <- sigma(dPhi/ds - beta dC/ds);
+  * clamp to a target (CL: y; CpL: (1 - beta) o* + beta y, Eq. 7).
+
+Parameter gradients of E are autodiff of E at fixed states (no per-layer formulas).
+
+Model protocol used here (on top of `holoeb.dynamics`'): a frozen dataclass with
+  num_layers, num_classes, schedule ("async" | "sync"),
+  drive(net, x) -> input-dependent constants of Phi,
+  primitive(net, s, drive) -> (B,) Phi per example.
+`EnergyModel` is a mixin that derives the `holoeb.dynamics` protocol from these
+(activation = identity on activities, phi = one iteration of the schedule,
+squared-error cost / nudge / predict hooks).
+"""
+import jax
+import jax.numpy as jnp
+
+SCHEDULES = ("async", "sync")
+
+
+def hard_sigmoid(v):
+    """sigma(v) = max(0, min(v, 1)) (comparative study, App. D)."""
+    return jnp.clip(v, 0.0, 1.0)
+
+
+def one_hot(y, num_classes, dtype):
+    return jax.nn.one_hot(y, num_classes, dtype=dtype)
+
+
+def check_schedule(schedule):
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+
+
+def layer_groups(num_layers, schedule):
+    """Tuple indices updated together, in order. The tuple index l holds the paper's
+    layer k = l + 1, so 'even k first' (Eq. 100) is l = 1, 3, ...; then l = 0, 2, ... (Eq. 101)."""
+    check_schedule(schedule)
+    if schedule == "sync":
+        return (tuple(range(num_layers)),)
+    even_k = tuple(l for l in range(num_layers) if (l + 1) % 2 == 0)
+    odd_k = tuple(l for l in range(num_layers) if (l + 1) % 2 == 1)
+    return tuple(g for g in (even_k, odd_k) if g)
+
+
+def primitive_grads(model, net, s, drive, layers):
+    """dPhi/ds_l for the layers in ``layers`` (autodiff of the summed primitive)."""
+
+    def phi_of(sub):
+        full = list(s)
+        for l, v in zip(layers, sub):
+            full[l] = v
+        return jnp.sum(model.primitive(net, tuple(full), drive))
+
+    return jax.grad(phi_of)(tuple(s[l] for l in layers))
+
+
+def free_output(a, s_out):
+    """Free output update: o = dPhi/do (identity activation)."""
+    return a
+
+
+def schedule_step(model, net, s, drive, output_update=free_output):
+    """One iteration of Eq. 99 (sync) or Eqs. 100-101 (async).
+
+    ``output_update(a, o)`` maps a = dPhi/do (and the current output o) to the new
+    output: identity (free phase), the nudged minimiser, or a clamped target.
+    """
+    L = len(s)
+    s = list(s)
+    for group in layer_groups(L, model.schedule):
+        grads = primitive_grads(model, net, tuple(s), drive, group)
+        for l, g in zip(group, grads):
+            s[l] = output_update(g, s[l]).astype(s[l].dtype) if l == L - 1 else hard_sigmoid(g)
+    return tuple(s)
+
+
+def nudged_output(y_onehot, beta):
+    """Output update of the EP-perturbed energy E + beta ||o - y||^2 (Eq. 4):
+    o = (a + 2 beta y) / (1 + 2 beta)."""
+    if 1.0 + 2.0 * beta <= 0:
+        raise ValueError(f"the squared-error nudge needs beta > -1/2 (1 + 2 beta > 0), got beta={beta}")
+
+    def update(a, o):
+        return (a + 2.0 * beta * y_onehot.astype(a.dtype)) / (1.0 + 2.0 * beta)
+
+    return update
+
+
+def clamped_output(target):
+    """Output clamped to ``target`` (CL: y, Eq. 2; CpL: (1-beta) o* + beta y, Eq. 7)."""
+
+    def update(a, o):
+        return target.astype(a.dtype)
+
+    return update
+
+
+def energy(model, net, x, s):
+    """E(theta, x, s) per example, shape (B,) (Eq. 96 / Eq. 18)."""
+    sq = sum(0.5 * jnp.sum(v.reshape(v.shape[0], -1) ** 2, axis=1) for v in s)
+    return sq - model.primitive(net, s, model.drive(net, x))
+
+
+def param_dtype(net):
+    return jax.tree_util.tree_leaves(net)[0].dtype
+
+
+def energy_param_grad(model, net, x, s):
+    """dE/dtheta at fixed states, averaged over the batch (autodiff of E). States and
+    input are promoted to the parameters' dtype (float32 update after a 16-bit relaxation)."""
+    dt = param_dtype(net)
+    s = jax.lax.stop_gradient(tuple(v.astype(dt) for v in s))
+    return jax.grad(lambda n: jnp.mean(energy(model, n, x.astype(dt), s)))(net)
+
+
+def contrast_grad(model, net, x, s_a, beta_a, s_b, beta_b):
+    """[dE/dtheta(s_b) - dE/dtheta(s_a)] / (beta_b - beta_a): the energy-based rules'
+    gradient estimate (Eqs. 3, 5, 6, 8, 9 with Delta theta = -eta * this)."""
+    if beta_a == beta_b:
+        raise ValueError("the two phases of a contrastive rule need different beta")
+    dt = param_dtype(net)
+    sa = jax.lax.stop_gradient(tuple(v.astype(dt) for v in s_a))
+    sb = jax.lax.stop_gradient(tuple(v.astype(dt) for v in s_b))
+    xf = x.astype(dt)
+
+    def contrast(n):
+        return jnp.mean(energy(model, n, xf, sb) - energy(model, n, xf, sa)) / (beta_b - beta_a)
+
+    return jax.grad(contrast)(net)
+
+
+def squared_error(o, y_onehot):
+    """C(o, y) = ||o - y||^2 per example (Sec. 3, cost function)."""
+    d = o.reshape(o.shape[0], -1) - y_onehot.astype(o.dtype)
+    return jnp.sum(d * d, axis=1)
+
+
+class EnergyModel:
+    """Mixin: the `holoeb.dynamics` protocol for an energy-based model whose state is
+    its activities. Subclasses define num_layers, num_classes, schedule, drive, primitive."""
+
+    def activation(self, layer, u):
+        return u
+
+    def phi(self, net, u, drive):
+        """The free map: one iteration of the model's schedule (Eq. 99 or 100-101)."""
+        return schedule_step(self, net, u, drive)
+
+    def weight_pairs(self, net):
+        """Weights are tied by the energy: no forward/backward pairs."""
+        return []
+
+    def energy(self, net, x, s):
+        return energy(self, net, x, s)
+
+    def cost(self, params, u, y):
+        return squared_error(u[-1], one_hot(y, self.num_classes, u[-1].dtype))
+
+    def nudge(self, params, u, y):
+        """-dC/do on the output layer, zeros elsewhere (for the generic estimators)."""
+        o = u[-1]
+        g = -2.0 * (o - one_hot(y, self.num_classes, o.dtype))
+        return tuple(jnp.zeros_like(v) for v in u[:-1]) + (g,)
+
+    def predict(self, params, u):
+        return u[-1]
+
+
+def fixed_point_residual(model, net, s, drive):
+    """Per-example ||sigma(dPhi/ds) - s|| with every layer computed from the same s
+    (the synchronous map, Eq. 98): zero exactly at a fixed point, whatever the schedule."""
+    L = len(s)
+    grads = primitive_grads(model, net, s, drive, tuple(range(L)))
+    new = tuple(g if l == L - 1 else hard_sigmoid(g) for l, g in enumerate(grads))
+    sq = sum(jnp.sum(((a - b).astype(jnp.float32) ** 2).reshape(a.shape[0], -1), axis=1) for a, b in zip(new, s))
+    return jnp.sqrt(sq)
+
+
+def iterations_to_residual(model, net, x, tol, max_iter):
+    """Iterations of the model's schedule from the zero state until the fixed-point
+    residual (max over the batch) is <= tol; max_iter + 1 if never reached.
+    Returns (iterations, final residual)."""
+    drive = model.drive(net, x)
+
+    def cond(c):
+        i, _, r = c
+        return (i <= max_iter) & (r > tol)
+
+    def body(c):
+        i, s, _ = c
+        s = schedule_step(model, net, s, drive)
+        return i + 1, s, jnp.max(fixed_point_residual(model, net, s, drive))
+
+    s0 = model.init_state(x)
+    r0 = jnp.max(fixed_point_residual(model, net, s0, drive))
+    i, _, r = jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), s0, r0))
+    return i, r

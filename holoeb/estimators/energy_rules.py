@@ -1,0 +1,180 @@
+"""The seven energy-based learning rules (comparative study, Sec. 2, Eqs. 3-9).
+
+Every rule contrasts the energy's parameter gradient at two equilibria reached
+with signed perturbations beta_a < beta_b of the output layer:
+
+    g = [dE/dtheta(s_{beta_b}) - dE/dtheta(s_{beta_a})] / (beta_b - beta_a),
+    Delta theta = -eta g,
+
+where beta = 0 is the free state s_* (Eq. 1). They differ along two axes:
+
+  perturbation kind  'ep'  : minimise E + beta C(o, y), C = ||o - y||^2    (Eq. 4)
+                     'cpl' : clamp o to (1 - beta) o_* + beta y            (Eq. 7)
+  signs (a, b)       'p'   : (0, +beta)   positively perturbed  (Eqs. 5, 8)
+                     'n'   : (0, -beta)   negatively perturbed  (same, beta < 0)
+                     'c'   : (-beta, +beta) centered, both phases from s_* (Eqs. 6, 9)
+
+so {p, n, c} x {ep, cpl} gives six rules; contrastive learning (CL, Eq. 3) clamps
+o to y itself: one-sided, beta = 1 (it equals P-CpL with beta = 1). Each
+perturbed phase runs K iterations of the model's schedule (async Eqs. 100-101
+or sync Eq. 99) started at the free state, which runs T_free iterations.
+
+16-bit relaxation: with relax_dtype='bfloat16' (or 'float16') the parameters and
+input are cast for the relaxations only; the energy gradients (and therefore the
+update) are computed in the parameters' dtype from the promoted states.
+
+Result convention (see `holoeb.estimators.base`): grads estimate d(mean C)/dtheta;
+error = -(s_b - s_a) / (beta_b - beta_a), per layer, an estimate of -ds/dbeta.
+"""
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from holoeb import dynamics, energy
+from holoeb.estimators.base import Estimator, EstimatorResult, check_positive_int, rbp_delta
+from holoeb.solvers import relax
+
+SIGNS = {"p": (0, 1), "n": (0, -1), "c": (-1, 1)}
+PERTURBATIONS = ("ep", "cpl")
+RELAX_DTYPES = (None, "float16", "bfloat16", "float32", "float64")
+
+
+def output_update(kind, y_onehot, o_free, beta):
+    """The output-layer update of a phase perturbed by ``kind`` with signed ``beta``."""
+    if kind == "ep":
+        return energy.nudged_output(y_onehot, beta)
+    if kind == "cpl":
+        return energy.clamped_output((1.0 - beta) * o_free + beta * y_onehot.astype(o_free.dtype))
+    if kind == "cl":
+        return energy.clamped_output(y_onehot)
+    raise ValueError(f"unknown perturbation kind {kind!r}; choose 'ep', 'cpl' or 'cl'")
+
+
+def check_energy_model(model):
+    for attr in ("primitive", "drive", "schedule", "init_state"):
+        if not hasattr(model, attr):
+            raise ValueError(
+                f"energy-based rules need an energy-based model (with {attr!r}); "
+                f"{type(model).__name__} is not one (use 'hopfield' or 'dchn')"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class EnergyRule(Estimator):
+    """Shared machinery. T_free: free iterations (T, Table 5); K: iterations of each
+    perturbed phase; relax_dtype: dtype of the relaxations (None: the parameters')."""
+
+    T_free: int = 60
+    K: int = 15
+    relax_dtype: str = None
+
+    name = "energy-rule"
+    perturbation = None  # 'ep' | 'cpl' | 'cl'
+    sign = None  # 'p' | 'n' | 'c'
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive_int("K", self.K)
+        if self.relax_dtype not in RELAX_DTYPES:
+            raise ValueError(f"relax_dtype must be one of {RELAX_DTYPES}, got {self.relax_dtype!r}")
+
+    @property
+    def magnitude(self):
+        return 1.0
+
+    def phase_betas(self):
+        """(beta_a, beta_b), beta_a < beta_b up to the sign convention of the rule."""
+        a, b = SIGNS[self.sign]
+        return a * self.magnitude, b * self.magnitude
+
+    def relax_inputs(self, params, x):
+        dt = jnp.dtype(self.relax_dtype) if self.relax_dtype else energy.param_dtype(params["net"])
+        net = jax.tree_util.tree_map(lambda p: p.astype(dt), params["net"])
+        return net, x.astype(dt)
+
+    def estimate(self, model, params, batch, rng):
+        check_energy_model(model)
+        x, y = batch
+        net_r, x_r = self.relax_inputs(params, x)
+        drive = model.drive(net_r, x_r)
+        free = relax(lambda s: energy.schedule_step(model, net_r, s, drive), model.init_state(x_r), self.T_free,
+                     tol=self.free_tol)
+        s0 = free.state
+        y1 = energy.one_hot(y, model.num_classes, x_r.dtype)
+        states, residuals = {0.0: s0}, []
+        for beta in self.phase_betas():
+            if beta == 0.0:
+                continue
+            update = output_update(self.perturbation, y1, s0[-1], beta)
+            phase = relax(lambda s: energy.schedule_step(model, net_r, s, drive, update), s0, self.K)
+            states[beta] = phase.state
+            residuals.append(jnp.max(phase.residual))
+        (beta_a, beta_b) = self.phase_betas()
+        s_a, s_b = states[beta_a], states[beta_b]
+        g_net = energy.contrast_grad(model, params["net"], x, s_a, beta_a, s_b, beta_b)
+        dt = energy.param_dtype(params["net"])
+        error = tuple(-(b.astype(dt) - a.astype(dt)) / (beta_b - beta_a) for a, b in zip(s_a, s_b))
+        s0f = tuple(v.astype(dt) for v in s0)
+        aux = {"nudge_residual": jnp.max(jnp.stack(residuals)), "weight_angle": {}}
+        if self.compare_rbp:
+            from holoeb.diagnostics import layer_cosines
+
+            delta, _ = rbp_delta(model, params, dynamics.Batch(x, y), s0f, self.solve_config)
+            aux["cosine_rbp"] = layer_cosines(error, delta)
+        grads = {"net": g_net, "readout": jax.tree_util.tree_map(jnp.zeros_like, params["readout"])}
+        return EstimatorResult(
+            grads,
+            s0f,
+            dynamics.loss_at(model, params, s0f, y),
+            dynamics.accuracy(model, params, s0f, y),
+            error,
+            free.residual.astype(dt),
+            aux,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class PerturbedRule(EnergyRule):
+    """EP / CpL rules: beta > 0 is the perturbation strength, the sign comes from the rule."""
+
+    beta: float = 0.25  # Table 5, comparative study
+
+    def __post_init__(self):
+        super().__post_init__()
+        b = self.beta
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b <= 0:
+            raise ValueError(
+                f"{self.name}: beta must be a finite positive number (the rule sets the sign), got {b!r}"
+            )
+        if self.perturbation == "ep" and self.sign in ("n", "c") and b >= 0.5:
+            raise ValueError(
+                f"{self.name}: the squared-error nudge with -beta needs beta < 1/2 "
+                f"(E - beta ||o - y||^2 is unbounded below otherwise), got {b}"
+            )
+
+    @property
+    def magnitude(self):
+        return float(self.beta)
+
+
+@dataclasses.dataclass(frozen=True)
+class ContrastiveLearning(EnergyRule):
+    """CL (Movellan 1991, Eq. 3): output clamped to y, one-sided with beta = 1."""
+
+    name = "cl"
+    perturbation = "cl"
+    sign = "p"
+
+
+def _make_rule(kind, sign):
+    name = f"{sign}-{kind}"
+    doc = f"{sign.upper()}-{kind.upper() if kind == 'ep' else 'CpL'}: perturbation {kind!r}, signs {SIGNS[sign]} x beta."
+    cls = type(name.replace("-", "_").upper(), (PerturbedRule,), {"name": name, "perturbation": kind, "sign": sign,
+                                                                   "__doc__": doc, "__module__": __name__})
+    return dataclasses.dataclass(frozen=True)(cls)
+
+
+RULES = {"cl": ContrastiveLearning}
+RULES.update({f"{s}-{k}": _make_rule(k, s) for k in PERTURBATIONS for s in SIGNS})

@@ -1,0 +1,111 @@
+"""Deep convolutional Hopfield network (comparative study, Sec. 3, Eqs. 18-19, Table 5).
+
+State s = (s_1, ..., s_5), NHWC, batch first: for a 32 x 32 x n_in input and
+channels (128, 256, 512, 512) the layers are 16x16x128, 8x8x256, 4x4x512,
+2x2x512 and the n_out output units. The primitive function is (Eq. 97)
+
+    Phi = sum_{k=1}^{4} s_k . P(w_k * s_{k-1}) + s_5 . (flat(s_4) w_5) + sum_k b_k . s_k,
+
+with * a 3x3 convolution (stride 1, padding 1), P a 2x2 max pooling (stride 2) and
+. the scalar product; E = 1/2 ||s||^2 - Phi (Eq. 96). Hidden layers are clipped to
+[0, 1] by the hard sigmoid, the output is unclipped. The state gradients dPhi/ds_k
+(which contain the transposed convolutions through the pooling) come from
+autodiff. Initialisation: U(-c, c) with c = alpha_k / sqrt(fan_in), fan_in =
+c_in * 3 * 3 for convolutions and size_pre for the dense layer (Eq. 102); biases
+use the same bound.
+"""
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from holoeb.energy import EnergyModel, check_schedule
+from holoeb.models.hopfield import broadcast_gains, gain_uniform
+
+
+def conv3x3(x, w):
+    """3x3 convolution, stride 1, padding 1 (NHWC input, HWIO kernel)."""
+    return jax.lax.conv_general_dilated(
+        x, w.astype(x.dtype), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def max_pool2(x):
+    """2x2 max pooling, stride 2 (NHWC)."""
+    B, H, W, C = x.shape
+    return jnp.max(x.reshape(B, H // 2, 2, W // 2, 2, C), axis=(2, 4))
+
+
+def _dot(a, b):
+    return jnp.sum((a * b).reshape(a.shape[0], -1), axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class DCHN(EnergyModel):
+    in_channels: int = 3
+    image_size: int = 32
+    channels: tuple = (128, 256, 512, 512)
+    num_classes: int = 10
+    gains: tuple = 0.5  # Table 5, comparative study
+    schedule: str = "async"
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if not self.channels or min(self.channels) < 1:
+            raise ValueError(f"channels must be a non-empty tuple of positive ints, got {self.channels}")
+        if self.image_size % (2 ** len(self.channels)) != 0:
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by 2^{len(self.channels)} (one pooling per conv layer)"
+            )
+        object.__setattr__(self, "gains", broadcast_gains(self.gains, len(self.channels) + 1))
+        check_schedule(self.schedule)
+
+    @property
+    def input_shape(self):
+        return (self.image_size, self.image_size, self.in_channels)
+
+    @property
+    def num_layers(self):
+        return len(self.channels) + 1
+
+    @property
+    def layer_shapes(self):
+        shapes, size = [], self.image_size
+        for c in self.channels:
+            size //= 2
+            shapes.append((size, size, c))
+        return tuple(shapes) + ((self.num_classes,),)
+
+    def init(self, rng):
+        keys = jax.random.split(rng, 2 * self.num_layers)
+        net, c_in = {}, self.in_channels
+        for k, (c, g) in enumerate(zip(self.channels, self.gains), start=1):
+            fan = c_in * 9
+            net[f"w{k}"] = gain_uniform(keys[2 * k - 2], (3, 3, c_in, c), fan, g, jnp.float32)
+            net[f"b{k}"] = gain_uniform(keys[2 * k - 1], (c,), fan, g, jnp.float32)
+            c_in = c
+        L = self.num_layers
+        fan = math.prod(self.layer_shapes[-2])
+        net[f"w{L}"] = gain_uniform(keys[-2], (fan, self.num_classes), fan, self.gains[-1], jnp.float32)
+        net[f"b{L}"] = gain_uniform(keys[-1], (self.num_classes,), fan, self.gains[-1], jnp.float32)
+        return {"net": net, "readout": {}}
+
+    def init_state(self, x):
+        return tuple(jnp.zeros((x.shape[0],) + s, x.dtype) for s in self.layer_shapes)
+
+    def drive(self, net, x):
+        """P(w_1 * x): the input term of layer 1, constant during a relaxation."""
+        return max_pool2(conv3x3(x, net["w1"]))
+
+    def primitive(self, net, s, drive):
+        """Phi per example (B,) (Eq. 97)."""
+        L = self.num_layers
+        phi = _dot(s[0], drive)
+        for k in range(2, L):
+            phi = phi + _dot(s[k - 1], max_pool2(conv3x3(s[k - 2], net[f"w{k}"])))
+        flat = s[L - 2].reshape(s[L - 2].shape[0], -1)
+        phi = phi + _dot(s[L - 1], flat @ net[f"w{L}"].astype(flat.dtype))
+        for k in range(1, L + 1):
+            phi = phi + _dot(s[k - 1], net[f"b{k}"].astype(s[k - 1].dtype))
+        return phi

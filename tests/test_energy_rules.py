@@ -1,0 +1,290 @@
+"""The seven energy-based rules against the theory (comparative study, Sec. 2.4, App. A;
+generalized hEP paper, App. B) on a small dense Hopfield net in float64.
+
+Ground truth is independent of the relaxation code: with the fixed point interior
+(no clipping active) the energy is quadratic, E = 1/2 s^T (I - A) s - c^T s, and the
+(nudged) equilibrium solves a dense linear system
+
+    (I - A + 2 beta P_out) s_beta = c + 2 beta P_out y,
+
+so C(o(theta), y), F_beta = min_s E + beta C and the loss functions L_beta of
+Theorems 2-3 are differentiated with jax.grad through np-style linear solves.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from holoeb.diagnostics import tree_cosine
+from holoeb.estimators import make_estimator
+from holoeb.models import make_model
+
+SIZES = (6, 5, 4, 3)  # input, two hidden layers, output
+B = 4
+LONG = dict(T_free=300, K=300)  # relaxations converged to float64 round-off
+
+
+def _setup(interior=True, dtype=jnp.float64):
+    model = make_model("hopfield", in_features=SIZES[0], hidden=SIZES[1:-1], num_classes=SIZES[-1], gains=0.4)
+    params = jax.tree_util.tree_map(lambda a: a.astype(dtype), model.init(jax.random.PRNGKey(0)))
+    if interior:  # biases near 1/2 keep the hidden equilibrium inside (0, 1)
+        for k in range(1, len(SIZES) - 1):
+            params["net"][f"b{k}"] = params["net"][f"b{k}"] + 0.5
+    x = jax.random.uniform(jax.random.PRNGKey(1), (B, SIZES[0]), dtype)
+    y = jnp.array([0, 1, 2, 1])
+    return model, params, x, y
+
+
+def run(name, model, params, x, y, **hp):
+    """make_estimator(name, **hp)(model, params, (x, y), None), jit-compiled as one program."""
+    est = make_estimator(name, **hp)
+    return jax.jit(lambda p, xx, yy: est(model, p, (xx, yy), None))(params, x, y)
+
+
+# ---- independent dense ground truth ---------------------------------------------
+def _quadratic_form(net, x):
+    """(I - A) and c of E = 1/2 s^T (I - A) s - c^T s for the concatenated state."""
+    sizes = SIZES[1:]
+    n = sum(sizes)
+    offs = np.cumsum((0,) + sizes)
+    A = jnp.zeros((n, n), x.dtype)
+    for k in range(2, len(sizes) + 1):  # w_k couples layer k-1 (rows) with layer k (cols)
+        i, j = offs[k - 2], offs[k - 1]
+        w = net[f"w{k}"]
+        A = A.at[i : i + w.shape[0], j : j + w.shape[1]].set(w)
+        A = A.at[j : j + w.shape[1], i : i + w.shape[0]].set(w.T)
+    c = jnp.concatenate([x @ net["w1"] + net["b1"]] + [jnp.broadcast_to(net[f"b{k}"], (x.shape[0], sizes[k - 1]))
+                                                          for k in range(2, len(sizes) + 1)], axis=1)
+    return jnp.eye(n, dtype=x.dtype) - A, c
+
+
+def _equilibrium(net, x, y, beta):
+    """Per-example minimiser of E + beta ||o - y||^2 by a dense solve; returns (s, F_beta)."""
+    H, c = _quadratic_form(net, x)
+    n_out = SIZES[-1]
+    P = jnp.zeros_like(H).at[-n_out:, -n_out:].set(jnp.eye(n_out))
+    Y = jnp.concatenate([jnp.zeros((x.shape[0], H.shape[0] - n_out)), jax.nn.one_hot(y, n_out)], axis=1)
+    s = jnp.linalg.solve(H + 2 * beta * P, (c + 2 * beta * Y).T).T
+    E = 0.5 * jnp.einsum("bi,ij,bj->b", s, H, s) - jnp.sum(c * s, axis=1)
+    C = jnp.sum((s[:, -n_out:] - Y[:, -n_out:]) ** 2, axis=1)
+    return s, E + beta * C, C
+
+
+def true_loss(net, x, y):
+    return jnp.mean(_equilibrium(net, x, y, 0.0)[2])
+
+
+def L_ep(net, x, y, beta):
+    """Theorem 2's L_beta = (F_beta - F_0) / beta, per example."""
+    return (_equilibrium(net, x, y, beta)[1] - _equilibrium(net, x, y, 0.0)[1]) / beta
+
+
+def _rel_err(g, ref):
+    num = sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(ref)))
+    den = sum(jnp.sum(b ** 2) for b in jax.tree_util.tree_leaves(ref))
+    return float(jnp.sqrt(num / den))
+
+
+# ---- tests ---------------------------------------------------------------------------
+def test_fixed_point_is_interior_and_matches_dense_solve():
+    with jax.enable_x64(True):
+        model, params, x, y = _setup()
+        res = run("c-ep", model, params, x, y, beta=0.1, **LONG)
+        s = jnp.concatenate(res.free_state, axis=1)
+        s_ref, _, _ = _equilibrium(params["net"], x, y, 0.0)
+        np.testing.assert_allclose(s, s_ref, atol=1e-12)
+        hidden = s[:, : -SIZES[-1]]
+        assert float(hidden.min()) > 0.05 and float(hidden.max()) < 0.95  # no clipping active
+
+
+def test_ep_bias_orders_against_implicit_gradient():
+    """C-EP error is O(beta^2) (Theorem 3), P-EP and N-EP O(beta) (Theorem 2):
+    halving beta divides the error by ~4 resp. ~2."""
+    with jax.enable_x64(True):
+        model, params, x, y = _setup()
+        g_true = jax.grad(true_loss)(params["net"], x, y)
+        errs = {}
+        for rule in ("p-ep", "n-ep", "c-ep"):
+            errs[rule] = [
+                _rel_err(run(rule, model, params, x, y, beta=b, **LONG).grads["net"], g_true)
+                for b in (0.04, 0.02)
+            ]
+        for rule in ("p-ep", "n-ep"):
+            ratio = errs[rule][0] / errs[rule][1]
+            assert 1.7 < ratio < 2.3, (rule, errs[rule])
+        ratio = errs["c-ep"][0] / errs["c-ep"][1]
+        assert 3.4 < ratio < 4.6, errs["c-ep"]
+        assert errs["c-ep"][1] < 0.1 * min(errs["p-ep"][1], errs["n-ep"][1])
+
+
+def test_ep_rules_are_exact_gradients_of_their_loss_functions():
+    """Theorems 2-3: P-EP descends L_beta, N-EP L_-beta, C-EP L_{-beta;+beta} exactly."""
+    with jax.enable_x64(True):
+        model, params, x, y = _setup()
+        beta = 0.2
+        net = params["net"]
+        refs = {
+            "p-ep": jax.grad(lambda n: jnp.mean(L_ep(n, x, y, beta)))(net),
+            "n-ep": jax.grad(lambda n: jnp.mean(L_ep(n, x, y, -beta)))(net),
+            "c-ep": jax.grad(
+                lambda n: jnp.mean(_equilibrium(n, x, y, beta)[1] - _equilibrium(n, x, y, -beta)[1]) / (2 * beta)
+            )(net),
+        }
+        for rule, ref in refs.items():
+            g = run(rule, model, params, x, y, beta=beta, **LONG).grads["net"]
+            assert _rel_err(g, ref) < 1e-9, rule
+
+
+def test_theorem2_bounds_and_orders():
+    """L_beta <= C(o*) <= L_-beta per example; |L_{+-beta} - C| = O(beta), centered O(beta^2)."""
+    with jax.enable_x64(True):
+        _, params, x, y = _setup()
+        net = params["net"]
+        C = _equilibrium(net, x, y, 0.0)[2]
+        gaps = []
+        for beta in (0.04, 0.02, 0.01):
+            lo, hi = L_ep(net, x, y, beta), L_ep(net, x, y, -beta)
+            assert bool(jnp.all(lo <= C)) and bool(jnp.all(C <= hi)), beta
+            gaps.append((float(jnp.max(C - lo)), float(jnp.max(jnp.abs((lo + hi) / 2 - C)))))
+        for (one_a, cen_a), (one_b, cen_b) in zip(gaps[:-1], gaps[1:]):
+            assert 1.6 < one_a / one_b < 2.4
+            assert 3.2 < cen_a / cen_b < 4.8
+
+
+def test_theorem2_bounds_with_relaxation_and_clipping():
+    """The same bounds from the library's own relaxations on a net with clipping active
+    (async block-coordinate descent never increases E + beta C)."""
+    from holoeb import energy
+
+    model, params, x, y = _setup(interior=False, dtype=jnp.float32)
+    net = params["net"]
+    drive = model.drive(net, x)
+    y1 = jax.nn.one_hot(y, SIZES[-1])
+    from holoeb.solvers import relax
+
+    s0 = relax(lambda s: energy.schedule_step(model, net, s, drive), model.init_state(x), 200).state
+    assert float(jnp.mean(jnp.concatenate(s0[:-1], 1) == 0)) > 0.1  # clipping is active
+    C = energy.squared_error(s0[-1], y1)
+    E0 = energy.energy(model, net, x, s0)
+    for beta in (0.3, 0.1):
+        L = {}
+        for b in (beta, -beta):
+            upd = energy.nudged_output(y1, b)
+            sb = relax(lambda s: energy.schedule_step(model, net, s, drive, upd), s0, 200).state
+            L[b] = (energy.energy(model, net, x, sb) + b * energy.squared_error(sb[-1], y1) - E0) / b
+        assert bool(jnp.all(L[beta] <= C + 1e-5)) and bool(jnp.all(C <= L[-beta] + 1e-5))
+
+
+def test_cpl_with_beta_one_is_cl():
+    model, params, x, y = _setup(interior=False, dtype=jnp.float32)
+    cl = run("cl", model, params, x, y, T_free=80, K=80)
+    cpl = run("p-cpl", model, params, x, y, beta=1.0, T_free=80, K=80)
+    for a, b in zip(jax.tree_util.tree_leaves(cl.grads), jax.tree_util.tree_leaves(cpl.grads)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    # and a different beta gives a different update (the test can fail)
+    other = run("p-cpl", model, params, x, y, beta=0.5, T_free=80, K=80)
+    assert _rel_err(other.grads["net"], cl.grads["net"]) > 1e-2
+
+
+class _UntiedHopfield:
+    """Vector-field form of the dense Hopfield net with separate forward weights wf_k
+    (n_{k-1}, n_k) and backward weights wb_k (n_k, n_{k-1}); tied when wb_k = wf_k^T."""
+
+    input_shape = (SIZES[0],)
+    num_classes = SIZES[-1]
+    num_layers = len(SIZES) - 1
+
+    def init_state(self, x):
+        return tuple(jnp.zeros((x.shape[0], n), x.dtype) for n in SIZES[1:])
+
+    def drive(self, net, x):
+        return x @ net["w1"]
+
+    def activation(self, l, u):
+        return u
+
+    def phi(self, net, u, drive):
+        L = self.num_layers
+        out = []
+        for k in range(1, L + 1):
+            v = (drive if k == 1 else u[k - 2] @ net[f"wf{k}"]) + net[f"b{k}"]
+            if k < L:
+                v = v + u[k] @ net[f"wb{k + 1}"]
+            out.append(v if k == L else jnp.clip(v, 0.0, 1.0))
+        return tuple(out)
+
+    def weight_pairs(self, net):
+        return []
+
+    def cost(self, params, u, y):
+        return jnp.sum((u[-1] - jax.nn.one_hot(y, SIZES[-1], dtype=u[-1].dtype)) ** 2, axis=1)
+
+    def nudge(self, params, u, y):
+        g = -2.0 * (u[-1] - jax.nn.one_hot(y, SIZES[-1], dtype=u[-1].dtype))
+        return tuple(jnp.zeros_like(v) for v in u[:-1]) + (g,)
+
+    def predict(self, params, u):
+        return u[-1]
+
+
+def test_energy_form_gradient_is_sum_of_vector_field_gradients():
+    """Generalized hEP paper, App. B: dL/dw_ij|EB = dL/dw_ij|VF + dL/dw_ji|VF."""
+    with jax.enable_x64(True):
+        model, params, x, y = _setup()
+        net = params["net"]
+        untied = {"w1": net["w1"], **{f"b{k}": net[f"b{k}"] for k in range(1, len(SIZES))}}
+        for k in range(2, len(SIZES)):
+            untied[f"wf{k}"], untied[f"wb{k}"] = net[f"w{k}"], net[f"w{k}"].T
+        vf = run("true", _UntiedHopfield(), {"net": untied, "readout": {}}, x, y, T_free=300,
+                 solve_tol=1e-13).grads["net"]
+        eb = run("c-ep", model, params, x, y, beta=1e-3, **LONG).grads["net"]
+        for k in range(2, len(SIZES)):
+            summed = vf[f"wf{k}"] + vf[f"wb{k}"].T
+            np.testing.assert_allclose(eb[f"w{k}"], summed, rtol=1e-4, atol=1e-8 * float(jnp.abs(summed).max()))
+            assert float(jnp.abs(vf[f"wb{k}"]).max()) > 1e-3 * float(jnp.abs(summed).max())  # both terms matter
+        for name in ["w1"] + [f"b{k}" for k in range(1, len(SIZES))]:
+            np.testing.assert_allclose(eb[name], vf[name], rtol=1e-4, atol=1e-10)
+
+
+def test_rule_structure_and_result_interface():
+    model, params, x, y = _setup(interior=False, dtype=jnp.float32)
+    signs = {"p": (0.0, 0.25), "n": (0.0, -0.25), "c": (-0.25, 0.25)}
+    for kind in ("ep", "cpl"):
+        for sign, betas in signs.items():
+            est = make_estimator(f"{sign}-{kind}", beta=0.25, T_free=20, K=10)
+            assert est.perturbation == kind and est.phase_betas() == betas
+    res = run("c-ep", model, params, x, y, T_free=20, K=10, compare_rbp=True)
+    assert jax.tree_util.tree_structure(res.grads) == jax.tree_util.tree_structure(params)
+    assert [e.shape for e in res.error] == [(B, n) for n in SIZES[1:]]
+    assert res.aux["cosine_rbp"].shape == (len(SIZES) - 1,)
+    assert res.residual.shape == (B,) and res.loss.shape == () and 0 <= float(res.accuracy) <= 1
+
+
+@pytest.mark.parametrize(
+    "name,hp,match",
+    [
+        ("x-ep", {}, "unknown estimator"),
+        ("c-ep", {"beta": 0.0}, "beta"),
+        ("p-ep", {"beta": -0.1}, "beta"),
+        ("n-ep", {"beta": 0.6}, "beta < 1/2"),
+        ("c-cpl", {"beta": float("nan")}, "beta"),
+        ("cl", {"beta": 0.5}, "no hyper-parameter"),
+        ("n-cpl", {"K": 0}, "K"),
+        ("c-ep", {"relax_dtype": "int8"}, "relax_dtype"),
+    ],
+)
+def test_bad_hyperparameters(name, hp, match):
+    with pytest.raises(ValueError, match=match):
+        make_estimator(name, **hp)
+
+
+def test_bad_inputs():
+    model, params, x, y = _setup(interior=False, dtype=jnp.float32)
+    est = make_estimator("c-ep", T_free=5, K=5)
+    with pytest.raises(ValueError, match="input shape"):
+        est(model, params, (x[:, :4], y), None)
+    with pytest.raises(ValueError, match="labels"):
+        est(model, params, (x, y[:2]), None)
+    mlp = make_model("mlp", in_features=SIZES[0], hidden=(4,), num_classes=3)
+    with pytest.raises(ValueError, match="energy-based model"):
+        est(mlp, mlp.init(jax.random.PRNGKey(0)), (x, y), None)

@@ -1,0 +1,88 @@
+"""TFDS loader (holoeb.data.tfds_datasets) on a tiny dataset the test prepares itself.
+
+Needs tensorflow-datasets and tensorflow-cpu (the 'tfds' extra); skipped without them.
+"""
+import sys
+
+import numpy as np
+import pytest
+
+from holoeb.data import tfds_datasets as td
+
+N_TRAIN, N_TEST = 12, 5
+
+
+def _tiny_builder_class():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("tensorflow")
+    if "holoeb_tiny_images" in tfds.list_builders():
+        return tfds.builder_cls("holoeb_tiny_images")
+
+    class HoloebTinyImages(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(28, 28, 1)), "label": tfds.features.ClassLabel(num_classes=3)}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(N_TRAIN, 0), "test": self._generate_examples(N_TEST, 1)}
+
+        def _generate_examples(self, n, seed):
+            rng = np.random.default_rng(seed)
+            for i in range(n):
+                yield i, {"image": rng.integers(0, 256, (28, 28, 1), dtype=np.uint8), "label": i % 3}
+
+    return HoloebTinyImages
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    cls = _tiny_builder_class()
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    cls(data_dir=data_dir).download_and_prepare()
+    td.register_tfds_dataset("tiny", td.TFDSSpec("holoeb_tiny_images", {"train": "train", "test": "test"}))
+    yield data_dir
+    td.TFDS_DATASETS.pop("tiny", None)
+
+
+def test_loads_written_dataset(tiny_dir):
+    x, y = td.load_tfds("tiny", "train", tiny_dir)
+    assert x.shape == (N_TRAIN, 28, 28, 1) and x.dtype == np.uint8
+    assert y.dtype == np.int32 and sorted(set(y.tolist())) == [0, 1, 2]
+    # the exact pixels written by the generator come back (order may be shuffled by TFDS)
+    rng = np.random.default_rng(0)
+    written = {int(i % 3): [] for i in range(N_TRAIN)}
+    for i in range(N_TRAIN):
+        written[i % 3].append(rng.integers(0, 256, (28, 28, 1), dtype=np.uint8).tobytes())
+    for img, lab in zip(x, y):
+        assert img.tobytes() in written[int(lab)]
+    xt, yt = td.load_tfds("tiny", "test", tiny_dir)
+    assert xt.shape[0] == N_TEST == yt.shape[0]
+
+
+def test_study_preprocessing_on_tiny_dataset(tiny_dir):
+    """28 x 28 -> 32 x 32 zero padding then Table 4 normalisation (MNIST statistics)."""
+    from holoeb.commands.study import normalise
+
+    x, _ = td.load_tfds("tiny", "train", tiny_dir)
+    z = normalise(x, "mnist")
+    assert z.shape == (N_TRAIN, 32, 32, 1)
+    np.testing.assert_allclose(z[:, :2], -0.1307 / 0.3081, rtol=1e-6)  # padded border = black pixel
+    np.testing.assert_allclose(z[:, 2:30, 2:30], (x / 255.0 - 0.1307) / 0.3081, rtol=1e-5, atol=1e-6)
+
+
+def test_missing_dataset_and_split_errors(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(FileNotFoundError, match="tfds build mnist"):
+        td.load_tfds("mnist", "train", str(tmp_path))
+    with pytest.raises(ValueError, match="unknown TFDS dataset"):
+        td.load_tfds("mnist_typo", "train", str(tmp_path))
+    with pytest.raises(ValueError, match="unknown split"):
+        td.load_tfds("cifar10", "validation", str(tmp_path))
+
+
+def test_missing_package_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    with pytest.raises(ImportError, match=r"holoeb\[tfds\]"):
+        td.load_tfds("cifar10", "train", str(tmp_path))
