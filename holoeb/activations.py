@@ -4,12 +4,16 @@ All are entire or meromorphic extensions of their real versions, so the fixed
 point u*_beta stays a holomorphic function of a complex nudge beta
 (generalized hEP paper, Sec. 3.1 and App. A.1).
 """
+import jax
 import jax.numpy as jnp
 
 
 def logistic(z):
-    """1 / (1 + exp(-z)), written without `abs`/`max` so it stays holomorphic."""
-    return 1.0 / (1.0 + jnp.exp(-z))
+    """1 / (1 + exp(-z)), holomorphic, for real or complex z.
+
+    Uses `lax.logistic`, whose derivative rule sigma (1 - sigma) stays finite where
+    exp(-z) overflows (the naive quotient's derivative is inf/inf = NaN there)."""
+    return jax.nn.sigmoid(z)
 
 
 def shifted_sigmoid(z):
