@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # One-step set-up on a fresh machine: the offline Fashion-MNIST files (Debian's
 # dataset-fashion-mnist) and holoeb with its dependencies.
-#   ./install.sh          -> runtime + test dependencies
-#   ./install.sh --quiet  -> the same, less output (used by .ci/run)
+#   ./install.sh                  -> holoeb and its runtime dependencies
+#   ./install.sh --tests          -> plus everything the test suite exercises: pytest,
+#                                    tensorflow-datasets + tensorflow-cpu (TFDS loader tests),
+#                                    orbax-checkpoint (checkpoint/resume tests)
+#   --quiet                       -> less output (used by .ci/run)
 set -euo pipefail
 cd "$(dirname "$0")"
 quiet=""
-[ "${1:-}" = "--quiet" ] && quiet="-q"
+extras=""
+for arg in "$@"; do
+  case "$arg" in
+    --quiet) quiet="-q" ;;
+    --tests) extras="[test,tfds,checkpoint]" ;;
+    *) echo "install.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 
 FMNIST_DIR=/usr/share/datasets/fashion-mnist
 if [ ! -e "$FMNIST_DIR/train-images-idx3-ubyte.gz" ] && [ ! -e "$FMNIST_DIR/train-images-idx3-ubyte" ] && [ -z "${HOLOEB_FMNIST_DIR:-}" ]; then
@@ -17,4 +27,4 @@ if [ ! -e "$FMNIST_DIR/train-images-idx3-ubyte.gz" ] && [ ! -e "$FMNIST_DIR/trai
     $SUDO apt-get update $quiet >/dev/null && $SUDO apt-get install -y $quiet dataset-fashion-mnist >/dev/null
   }
 fi
-python3 -m pip install $quiet -e ".[test]"
+python3 -m pip install $quiet -e ".$extras"
