@@ -21,13 +21,13 @@ def flat(tree):
     return jnp.concatenate([jnp.ravel(v) for v in jax.tree_util.tree_leaves(tree)])
 
 
-def tiny_hopfield():
+def tiny_hopfield(dtype="float64"):
     """A 6-5-3 network whose state energy (and joint energy for eps <= 0.1) is strictly convex,
     with all units strictly inside the box, so the minimisers are unique and smooth."""
-    m = DenseHopfield(in_features=6, hidden=(5,), num_classes=3, gains=(0.5, 0.5), dtype="float64")
+    m = DenseHopfield(in_features=6, hidden=(5,), num_classes=3, gains=(0.5, 0.5), dtype=dtype)
     th = m.init(jax.random.PRNGKey(1))
     th = dict(th, b1=th["b1"] + 0.5, b2=th["b2"] + 0.2)
-    x = 0.5 * jax.random.uniform(jax.random.PRNGKey(2), (4, 6), jnp.float64)
+    x = 0.5 * jax.random.uniform(jax.random.PRNGKey(2), (4, 6), jnp.dtype(dtype))
     return m, th, x, jnp.array([0, 1, 2, 1])
 
 
@@ -236,9 +236,7 @@ def test_iterative_controllers_hold_theta_and_agree_with_one_step():
 
 # ---- estimator interface -------------------------------------------------------------------
 def test_estimator_interface_and_jit():
-    m, th, x, y = tiny_hopfield()
-    th = jax.tree_util.tree_map(lambda v: v.astype(jnp.float32), th)
-    x = x.astype(jnp.float32)
+    m, th, x, y = tiny_hopfield("float32")
     est = make_estimator("aeqprop", variant="centered", beta=0.5, eps=0.05,
                          eps_per_param=(("w1", 0.02),), T_free=10, T_nudged=10)
     res = est(m, th, (x, y), None)
@@ -253,7 +251,7 @@ def test_estimator_interface_and_jit():
 
 
 def test_bad_inputs_raise_clear_errors():
-    m, th, x, y = tiny_hopfield()
+    m, th, x, y = tiny_hopfield("float32")
     with pytest.raises(ValueError, match="variant"):
         make_estimator("aeqprop", variant="realistic")
     with pytest.raises(ValueError, match="eps"):
