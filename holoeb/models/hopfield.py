@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from holoeb.energy import EnergyModel, check_schedule
+from holoeb.models.layout import DenseLayout
 
 
 def gain_uniform(rng, shape, fan_in, gain, dtype):
@@ -32,7 +33,7 @@ def broadcast_gains(gains, n):
 
 
 @dataclasses.dataclass(frozen=True)
-class DenseHopfield(EnergyModel):
+class DenseHopfield(DenseLayout, EnergyModel):
     in_features: int = 784
     hidden: tuple = (256,)
     num_classes: int = 10
@@ -40,23 +41,9 @@ class DenseHopfield(EnergyModel):
     schedule: str = "async"
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden}")
+        self.normalize_hidden()
         object.__setattr__(self, "gains", broadcast_gains(self.gains, len(self.hidden) + 1))
         check_schedule(self.schedule)
-
-    @property
-    def input_shape(self):
-        return (self.in_features,)
-
-    @property
-    def sizes(self):
-        return self.hidden + (self.num_classes,)
-
-    @property
-    def num_layers(self):
-        return len(self.sizes)
 
     def init(self, rng):
         fans = (self.in_features,) + self.sizes[:-1]

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from holoeb import holomorphic, readout
 from holoeb.activations import get_activation
+from holoeb.models.layout import DenseLayout
 
 
 def uniform_init(rng, shape, fan_in, dtype):
@@ -26,7 +27,7 @@ def uniform_init(rng, shape, fan_in, dtype):
 
 
 @dataclasses.dataclass(frozen=True)
-class ReciprocalMLP:
+class ReciprocalMLP(DenseLayout):
     """Reciprocal MLP of App. D.2 (2 hidden layers of 256 by default)."""
 
     in_features: int = 784
@@ -37,23 +38,8 @@ class ReciprocalMLP:
     dtype: str = "float32"
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden}")
+        self.normalize_hidden()
         get_activation(self.activation_name)
-
-    @property
-    def input_shape(self):
-        return (self.in_features,)
-
-    @property
-    def sizes(self):
-        """Layer widths n_1..n_L (the output layer has num_classes units)."""
-        return self.hidden + (self.num_classes,)
-
-    @property
-    def num_layers(self):
-        return len(self.sizes)
 
     def activation(self, layer, u):
         return get_activation(self.activation_name)(u)
@@ -101,7 +87,7 @@ class ReciprocalMLP:
 
 
 @dataclasses.dataclass(frozen=True)
-class LoopMLP:
+class LoopMLP(DenseLayout):
     """'Loop' MLP (generalized hEP paper, Fig. 4e): a feed-forward chain whose output
     layer feeds back directly to the first hidden layer; no backward connections
     between adjacent layers.
@@ -116,14 +102,9 @@ class LoopMLP:
     dtype: str = "float32"
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden}")
+        self.normalize_hidden()
         get_activation(self.activation_name)
 
-    input_shape = ReciprocalMLP.input_shape
-    sizes = ReciprocalMLP.sizes
-    num_layers = ReciprocalMLP.num_layers
     activation = ReciprocalMLP.activation
 
     def init(self, rng):
