@@ -10,7 +10,9 @@ DEFAULTS = {
     "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant", "lr_scales": {}},
     "data": {"dataset": "fashion_mnist", "data_dir": None, "train_size": None, "val_size": None},
     "training": {"batch_size": 50, "epochs": 50, "seed": 0, "eval_batch_size": 1000, "max_residual": None},
-    "homeostasis": {"lambda": 0.0, "num_samples": 5, "coordinates": None},
+    # lambda scales L_homeo divided by the number of state units ("per_unit", as in the
+    # authors' code, the scale of the paper's lambda values); "sum" is Eq. 12 as printed
+    "homeostasis": {"lambda": 0.0, "num_samples": 5, "coordinates": None, "normalize": "per_unit"},
     "diagnostics": {"batch_size": 100, "num_samples": 20},
 }
 

@@ -16,7 +16,19 @@ Coordinates. J depends on the coordinates the state is written in:
   s = sigma(u), i.e. J = W - I for the MLP whatever the state -- symmetric exactly
   when W is, and this is the symmetry that makes d sigma(u*)/d beta equal RBP's
   delta (push-through identity, see holoeb/estimators/base.py). Models with
-  state-dependent couplings (softmax pooling) keep a state-dependent J here.
+  state-dependent couplings keep a state-dependent J here: the conv net
+  (holoeb/models/conv.py, feedback='activity') has J = H(s) - I with H the
+  derivative of the pooled forward/backward modules, a function of s through the
+  softmax-pooling weights; it is symmetric for tied kernels (then Phi = dE/ds).
+  The conv net with the literal D.2 feedback (u_{l+1}) has no phi_activity and
+  defaults to pre-activation coordinates.
+
+Normalisation. ``normalize="sum"`` is Eq. 12 as printed (a sum over all state
+units, so its scale grows with the network). ``normalize="per_unit"`` divides by
+the number of state units n (per example), as the authors' released code does;
+the lambda_homeo values of the paper's Tables 3-4 (0.1-15) refer to that scale,
+so it is the default. With the sum, lambda = 10 on the CPU-sized conv net (3.6k
+units) diverges in a few steps.
 
 Gradient. The parameter gradient of L_homeo is taken by autodiff with the free
 fixed point u* held constant (stop_gradient): L_homeo is a penalty on the local
@@ -33,17 +45,17 @@ from holoeb import dynamics
 
 def _vector_field(model, net, x, u_star, coordinates):
     """(map z -> F(z), point z*) in the requested coordinates, F = map - identity."""
+    if coordinates not in ("activity", "pre_activation"):
+        raise ValueError(f"unknown coordinates {coordinates!r}; use 'activity' or 'pre_activation'")
+    if coordinates == "activity" and not hasattr(model, "phi_activity"):
+        raise ValueError(f"{type(model).__name__} has no phi_activity: use coordinates='pre_activation'")
     drive = model.drive(net, x)
     if coordinates == "activity":
-        if not hasattr(model, "phi_activity"):
-            raise ValueError(f"{type(model).__name__} has no phi_activity: use coordinates='pre_activation'")
         z = dynamics.activities(model, u_star)
         f = lambda s: tuple(a - b for a, b in zip(model.phi_activity(net, s, drive), s))
-    elif coordinates == "pre_activation":
+    else:
         z = u_star
         f = lambda u: tuple(a - b for a, b in zip(model.phi(net, u, drive), u))
-    else:
-        raise ValueError(f"unknown coordinates {coordinates!r}; use 'activity' or 'pre_activation'")
     return f, z
 
 
@@ -72,17 +84,29 @@ def hutchinson_traces(model, net, x, u_star, rng, num_samples=5, coordinates=Non
     return jax.vmap(one)(jax.random.split(rng, num_samples))
 
 
-def homeostatic_loss(model, net, x, u_star, rng, num_samples=5, coordinates=None):
-    """L_homeo = E_eps[||J eps||^2 - eps^T J^2 eps], averaged over samples and batch (Eq. 12)."""
+NORMALIZATIONS = ("sum", "per_unit")
+
+
+def state_units(u):
+    """Number of state units per example."""
+    return sum(int(v[0].size) for v in u)
+
+
+def homeostatic_loss(model, net, x, u_star, rng, num_samples=5, coordinates=None, normalize="per_unit"):
+    """L_homeo = E_eps[||J eps||^2 - eps^T J^2 eps], averaged over samples and batch (Eq. 12);
+    divided by the number of state units when normalize == "per_unit"."""
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
     jtj, j2 = hutchinson_traces(model, net, x, u_star, rng, num_samples, coordinates)
-    return jnp.mean(jtj - j2)
+    loss = jnp.mean(jtj - j2)
+    return loss / state_units(u_star) if normalize == "per_unit" else loss
 
 
-def homeostatic_grad(model, params, x, u_star, rng, num_samples=5, coordinates=None):
+def homeostatic_grad(model, params, x, u_star, rng, num_samples=5, coordinates=None, normalize="per_unit"):
     """(L_homeo, dL_homeo/dparams) with u* held constant; the readout gets zeros."""
-    val, g_net = jax.value_and_grad(lambda n: homeostatic_loss(model, n, x, u_star, rng, num_samples, coordinates))(
-        params["net"]
-    )
+    val, g_net = jax.value_and_grad(
+        lambda n: homeostatic_loss(model, n, x, u_star, rng, num_samples, coordinates, normalize)
+    )(params["net"])
     return val, {"net": g_net, "readout": jax.tree_util.tree_map(jnp.zeros_like, params["readout"])}
 
 

@@ -1,7 +1,15 @@
 """Training: one jitted step (estimator gradient + lambda * homeostatic gradient,
 optax update, refusal to apply non-finite updates), evaluation by free relaxation,
 per-epoch diagnostics, and run-directory outputs (metrics.json / metrics.csv /
-curves.png)."""
+curves.png).
+
+Scale (generalized hEP paper, App. D.4): the step is data-parallel over all
+devices (holoeb.parallel: batch split, parameters replicated, same update as one
+device), the free phase can run in half precision (holoeb.precision), and runs
+checkpoint to run_dir/checkpoints with orbax (holoeb.checkpoint) and resume where
+a killed run stopped (same data order, rng, optimizer state and metrics). For
+datasets with more than 10 classes the history also holds val_top5_error."""
+import copy
 import json
 import os
 import time
@@ -12,7 +20,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from holoeb import dynamics, homeostasis
+from holoeb import dynamics, homeostasis, parallel
+from holoeb.checkpoint import Checkpointer
 from holoeb.diagnostics import layer_cosines, weight_angles
 from holoeb.data.pipeline import batches
 from holoeb.data.registry import load_dataset
@@ -20,6 +29,7 @@ from holoeb.estimators import make_estimator
 from holoeb.estimators.base import rbp_delta
 from holoeb.models import make_model
 from holoeb.optim import make_optimizer
+from holoeb.precision import with_free_dtype
 from holoeb.solvers import relax
 
 
@@ -36,8 +46,9 @@ def build(cfg):
     return model, estimator
 
 
-def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=None):
-    """step(params, opt_state, batch, rng) -> (params, opt_state, metrics)."""
+def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=None, homeo_normalize="per_unit"):
+    """step(params, opt_state, batch, rng) -> (params, opt_state, metrics); the gradient is the
+    estimator's plus lam * dL_homeo/dtheta (holoeb.homeostasis, normalisation ``homeo_normalize``)."""
 
     def step(params, opt_state, batch, rng):
         k_est, k_h = jax.random.split(rng)
@@ -45,7 +56,9 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
         grads = res.grads
         metrics = {"loss": res.loss, "accuracy": res.accuracy, "residual": jnp.max(res.residual)}
         if lam:
-            h, hg = homeostasis.homeostatic_grad(model, params, batch.x, res.free_state, k_h, homeo_samples, coordinates)
+            h, hg = homeostasis.homeostatic_grad(
+                model, params, batch.x, res.free_state, k_h, homeo_samples, coordinates, homeo_normalize
+            )
             grads = jax.tree_util.tree_map(lambda a, b: a + lam * b, grads, hg)
             metrics["homeo_loss"] = h
         leaves = jax.tree_util.tree_leaves(grads) + [res.loss] + jax.tree_util.tree_leaves(res.free_state)
@@ -59,27 +72,45 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
     return step
 
 
-def make_eval_step(model, T_free):
-    def evaluate(params, batch):
+def make_eval_step(model, T_free, topk=5):
+    """evaluate(params, batch, mask=None) -> (sum loss, sum top-1 correct, sum top-k correct, max residual),
+    sums over the rows with mask 1 (mask pads batches to a multiple of the device count)."""
+
+    def evaluate(params, batch, mask=None):
         x, y = batch
+        mask = jnp.ones(y.shape, jnp.float32) if mask is None else mask
         drive = model.drive(params["net"], x)
         rel = relax(lambda u: model.phi(params["net"], u, drive), model.init_state(x), T_free)
-        loss = dynamics.per_example_loss(model, params, rel.state, y)
-        correct = jnp.argmax(jnp.real(dynamics.scores(model, params, rel.state)), -1) == y
-        return jnp.sum(loss), jnp.sum(correct), jnp.max(rel.residual)
+        loss = jnp.real(dynamics.per_example_loss(model, params, rel.state, y))
+        sc = jnp.real(dynamics.scores(model, params, rel.state))
+        correct = jnp.argmax(sc, -1) == y
+        top = jax.lax.top_k(sc, min(topk, sc.shape[-1]))[1]
+        correct_k = jnp.any(top == y[:, None], axis=-1)
+        res = jnp.max(jnp.where(mask > 0, rel.residual, 0.0))
+        return jnp.sum(loss * mask), jnp.sum(correct * mask), jnp.sum(correct_k * mask), res
 
     return evaluate
 
 
-def evaluate_dataset(eval_fn, params, ds, batch_size):
-    tot_loss, tot_correct, n, res = 0.0, 0, 0, 0.0
+def evaluate_dataset(eval_fn, params, ds, batch_size, mesh=None):
+    """Validation loss, top-1 error (%) and top-5 error (%) over a dataset; batches are
+    padded to a multiple of the mesh size and split over it when a mesh is given."""
+    tot_loss, tot_correct, tot_k, n, res = 0.0, 0.0, 0.0, 0, 0.0
     for b in batches(ds, batch_size, drop_last=False):
-        l, c, r = eval_fn(params, dynamics.Batch(jnp.asarray(b.x), jnp.asarray(b.y)))
+        mult = mesh.size if mesh is not None else 1
+        x, mask = parallel.pad_to_multiple(np.asarray(b.x), mult)
+        y, _ = parallel.pad_to_multiple(np.asarray(b.y), mult)
+        if mesh is not None:
+            args = (parallel.shard_batch(dynamics.Batch(x, y), mesh), parallel.shard_array(mask, mesh))
+        else:
+            args = (dynamics.Batch(jnp.asarray(x), jnp.asarray(y)), jnp.asarray(mask))
+        l, c, ck, r = eval_fn(params, *args)
         tot_loss += float(l)
-        tot_correct += int(c)
+        tot_correct += float(c)
+        tot_k += float(ck)
         n += len(b.y)
         res = max(res, float(r))
-    return {"loss": tot_loss / n, "error": 100.0 * (1 - tot_correct / n), "residual": res}
+    return {"loss": tot_loss / n, "error": 100.0 * (1 - tot_correct / n), "top5_error": 100.0 * (1 - tot_k / n), "residual": res}
 
 
 def make_diagnostics(model, estimator, cfg):
@@ -101,21 +132,46 @@ def _to_py(tree):
     return jax.tree_util.tree_map(lambda v: np.asarray(v).tolist(), tree)
 
 
-def train(cfg, run_dir, progress=True, log=print):
+class TrainingInterrupted(RuntimeError):
+    """Raised by ``train(..., stop_after_steps=n)``: simulates a killed run (tests of resume)."""
+
+
+def _config_for_compare(cfg):
+    c = json.loads(json.dumps(cfg))
+    for k in ("resume", "checkpoint_every", "progress"):
+        c.get("training", {}).pop(k, None)
+    return c
+
+
+def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
     """Train per ``cfg`` (see holoeb.config.DEFAULTS); write outputs into ``run_dir``.
-    Returns the list of per-epoch metric dicts."""
-    model, estimator = build(cfg)
+    Returns the list of per-epoch metric dicts.
+
+    training options beyond the defaults (all optional):
+      devices: number of local devices for data parallelism (default: all; the batch is split)
+      distributed: call jax.distributed.initialize() first (multi-host, see holoeb.parallel)
+      free_dtype: "bfloat16" | "float16" runs the free phase in half precision (holoeb.precision)
+      free_refine_steps: full-precision iterations after it (default 20)
+      checkpoint: save orbax checkpoints into run_dir/checkpoints (default true); resume: continue
+      from the latest one if present (default true); checkpoint_every: also save every n steps.
+    ``stop_after_steps`` raises TrainingInterrupted after that many steps of this call (tests).
+    """
     tcfg = cfg["training"]
     dcfg = cfg["data"]
+    if tcfg.get("distributed"):
+        parallel.initialize_distributed()
+    model, estimator = build(cfg)
+    estimator = with_free_dtype(estimator, tcfg.get("free_dtype"), tcfg.get("free_refine_steps", 20))
+    is_main = jax.process_index() == 0
     os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=2)
 
     train_ds = load_dataset(dcfg["dataset"], "train", model.input_shape, dcfg.get("data_dir"), dcfg.get("train_size"))
     val_ds = load_dataset(dcfg["dataset"], "test", model.input_shape, dcfg.get("data_dir"), dcfg.get("val_size"))
     bs = int(tcfg["batch_size"])
     if len(train_ds) < bs:
         raise ValueError(f"training set has {len(train_ds)} examples, fewer than one batch of {bs}")
+    mesh = parallel.make_mesh(tcfg.get("devices"))
+    parallel.check_batch_size(bs, mesh)
     steps_per_epoch = len(train_ds) // bs
     epochs = int(tcfg["epochs"])
 
@@ -125,24 +181,72 @@ def train(cfg, run_dir, progress=True, log=print):
     params = model.init(k_init)
     tx = make_optimizer(cfg["optimizer"], params, steps_per_epoch * epochs)
     opt_state = tx.init(params)
+    params, opt_state, key = parallel.replicate((params, opt_state, key), mesh)
     hcfg = cfg["homeostasis"]
-    step = jax.jit(make_train_step(model, estimator, tx, float(hcfg.get("lambda", 0.0)), int(hcfg.get("num_samples", 5)), hcfg.get("coordinates")))
+    lam = float(hcfg.get("lambda", 0.0))
+    step = parallel.shard_step(
+        make_train_step(model, estimator, tx, lam, int(hcfg.get("num_samples", 5)), hcfg.get("coordinates"),
+                        hcfg.get("normalize", "per_unit")),
+        mesh,
+    )
     eval_fn = jax.jit(make_eval_step(model, estimator.T_free))
     diag_fn = make_diagnostics(model, estimator, cfg)
     nd = int(cfg["diagnostics"].get("batch_size", 100))
-    diag_batch = dynamics.Batch(jnp.asarray(val_ds.x[:nd]), jnp.asarray(val_ds.y[:nd]))
+    diag_np = dynamics.Batch(val_ds.x[:nd], val_ds.y[:nd])
+    if len(diag_np.y) % mesh.size == 0:
+        diag_batch = parallel.shard_batch(diag_np, mesh)
+    else:
+        diag_batch = parallel.replicate(dynamics.Batch(*map(jnp.asarray, diag_np)), mesh)
     max_res = tcfg.get("max_residual")
+    topk = model.num_classes > 10
 
     history = []
     data_rng = np.random.default_rng(seed)
-    for epoch in range(1, epochs + 1):
+    start_epoch, start_step, global_step = 1, 0, 0
+    sums0 = {"loss": 0.0, "accuracy": 0.0, "residual": 0.0, "homeo_loss": 0.0}
+    ckpt = None
+    if tcfg.get("checkpoint", True):
+        ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=int(tcfg.get("checkpoints_to_keep", 2)))
+        if tcfg.get("resume", True) and ckpt.latest_step() is not None:
+            saved_cfg_path = os.path.join(run_dir, "config.json")
+            if os.path.exists(saved_cfg_path):
+                with open(saved_cfg_path) as f:
+                    saved = json.load(f)
+                if _config_for_compare(saved) != _config_for_compare(cfg):
+                    raise ValueError(
+                        f"{run_dir} holds a checkpoint of a run with a different config; use another --out, "
+                        "or --set training.resume=false to start over"
+                    )
+            state, meta = ckpt.restore({"params": params, "opt_state": opt_state, "key": key})
+            params, opt_state, key = state["params"], state["opt_state"], state["key"]
+            start_epoch, start_step, global_step = meta["epoch"], meta["step_in_epoch"], meta["global_step"]
+            data_rng.bit_generator.state = meta["data_rng_state"]
+            sums0 = meta["sums"]
+            history = meta["history"]
+            log(f"resuming from {ckpt.directory} at epoch {start_epoch}, step {start_step} (global step {global_step})")
+    if is_main:
+        with open(os.path.join(run_dir, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+    every = int(tcfg.get("checkpoint_every") or 0)
+    steps_this_call = 0
+
+    def save(epoch, step_in_epoch, rng_state, sums):
+        if ckpt is not None:
+            meta = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+                    "data_rng_state": rng_state, "sums": sums, "history": history}
+            ckpt.save(global_step, {"params": params, "opt_state": opt_state, "key": key}, meta)
+
+    for epoch in range(start_epoch, epochs + 1):
         t0 = time.time()
-        sums = {"loss": 0.0, "accuracy": 0.0, "residual": 0.0, "homeo_loss": 0.0}
-        it = batches(train_ds, bs, data_rng)
-        bar = tqdm(it, total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
-        for i, b in enumerate(bar):
+        first = start_step if epoch == start_epoch else 0
+        sums = dict(sums0) if epoch == start_epoch else {k: 0.0 for k in sums0}
+        epoch_rng_state = copy.deepcopy(data_rng.bit_generator.state)
+        it = batches(train_ds, bs, data_rng, start=first)
+        bar = tqdm(it, total=steps_per_epoch, initial=first, desc=f"epoch {epoch}/{epochs}",
+                   disable=not (progress and is_main), leave=False)
+        for i, b in enumerate(bar, start=first):
             key, k = jax.random.split(key)
-            params, opt_state, m = step(params, opt_state, dynamics.Batch(jnp.asarray(b.x), jnp.asarray(b.y)), k)
+            params, opt_state, m = step(params, opt_state, parallel.shard_batch(b, mesh), k)
             if not bool(m["finite"]):
                 raise TrainingDiverged(
                     f"epoch {epoch}, step {i}: non-finite loss/state/gradient (free residual {float(m['residual']):.3g}); "
@@ -155,10 +259,17 @@ def train(cfg, run_dir, progress=True, log=print):
             for k_ in sums:
                 if k_ in m:
                     sums[k_] += float(m[k_])
+            global_step += 1
+            steps_this_call += 1
+            if every and (i + 1) % every == 0 and i + 1 < steps_per_epoch:
+                save(epoch, i + 1, epoch_rng_state, sums)
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}")
+            if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+                raise TrainingInterrupted(f"stopped after {steps_this_call} steps (epoch {epoch}, step {i + 1})")
         train_time = time.time() - t0
-        val = evaluate_dataset(eval_fn, params, val_ds, int(tcfg.get("eval_batch_size", 1000)))
+        n_steps = steps_per_epoch - first
+        val = evaluate_dataset(eval_fn, params, val_ds, int(tcfg.get("eval_batch_size", 1000)), mesh)
         key, kd = jax.random.split(key)
         diag = _to_py(diag_fn(params, diag_batch, kd))
         rec = {
@@ -173,17 +284,24 @@ def train(cfg, run_dir, progress=True, log=print):
             "weight_angle": diag["weight_angle"],
             "symmetry": diag["symmetry"],
             "epoch_time_s": train_time,
-            "step_time_s": train_time / steps_per_epoch,
+            "step_time_s": train_time / max(n_steps, 1),
         }
-        if float(hcfg.get("lambda", 0.0)):
+        if topk:
+            rec["val_top5_error"] = val["top5_error"]
+        if lam:
             rec["homeo_loss"] = sums["homeo_loss"] / steps_per_epoch
         history.append(rec)
         log(
             f"epoch {epoch}: train loss {rec['train_loss']:.4f} acc {100 * rec['train_acc']:.2f}% | "
-            f"val error {rec['val_error']:.2f}% | cos vs RBP {np.round(rec['cosine_rbp'], 3).tolist()} | "
+            f"val error {rec['val_error']:.2f}%" + (f" (top-5 {rec['val_top5_error']:.2f}%)" if topk else "") +
+            f" | cos vs RBP {np.round(rec['cosine_rbp'], 3).tolist()} | "
             f"symmetry {rec['symmetry']:.3f} | {rec['step_time_s'] * 1e3:.1f} ms/step"
         )
-        write_metrics(run_dir, cfg, history)
+        if is_main:
+            write_metrics(run_dir, cfg, history)
+        save(epoch + 1, 0, copy.deepcopy(data_rng.bit_generator.state), {k: 0.0 for k in sums0})
+    if ckpt is not None:
+        ckpt.close()
     return history
 
 

@@ -30,3 +30,30 @@ def load_dataset(name, split, input_shape, data_dir=None, size=None, normalize=T
     mean, std = (spec["mean"], spec["std"]) if normalize else (None, None)
     x = prepare_images(images, input_shape, mean, std, pad_to)
     return Dataset(x, np.asarray(labels, np.int32))
+
+
+# TFDS datasets (holoeb.data.tfds_datasets; tensorflow-datasets is imported only when one is loaded).
+# Per-channel normalisation constants are the usual training-set statistics.
+TFDS_TRAINING = {
+    # name: (num_classes, mean, std)
+    "mnist": (10, (0.1307,), (0.3081,)),
+    "svhn_cropped": (10, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+    "cifar10": (10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": (100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagenet32": (1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def _register_tfds():
+    import functools
+
+    from holoeb.data.tfds_datasets import TFDS_DATASETS, load_tfds
+
+    for name, (n, mean, std) in TFDS_TRAINING.items():
+        if name in TFDS_DATASETS:
+            register_dataset(name, functools.partial(load_tfds, name), n, mean, std)
+    if "svhn_cropped" in DATASETS:
+        DATASETS["svhn"] = DATASETS["svhn_cropped"]
+
+
+_register_tfds()

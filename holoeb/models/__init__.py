@@ -1,4 +1,5 @@
 """Model registry: `make_model(name, **kwargs)`."""
+from holoeb.models.conv import AsymConvNet
 from holoeb.models.dchn import DCHN
 from holoeb.models.hopfield import DenseHopfield
 from holoeb.models.mlp import LoopMLP, ReciprocalMLP
@@ -8,6 +9,7 @@ MODELS = {
     "loop_mlp": LoopMLP,
     "hopfield": DenseHopfield,
     "dchn": DCHN,
+    "asym_conv": AsymConvNet,
 }
 
 
