@@ -46,14 +46,29 @@ class Checkpointer:
         self.manager.wait_until_finished()
 
     def restore(self, template, step=None):
-        """(state, meta) of ``step`` (default: latest); ``template`` gives structure, dtypes and shardings."""
+        """(state, meta) of ``step`` (default: latest); ``template`` gives structure, dtypes and
+        shardings (None: the saved structure, as host arrays and plain containers)."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         a = self._ocp.args
-        abstract = jax.tree_util.tree_map(self._ocp.utils.to_shape_dtype_struct, template)
+        abstract = None if template is None else jax.tree_util.tree_map(self._ocp.utils.to_shape_dtype_struct, template)
         out = self.manager.restore(step, args=a.Composite(state=a.StandardRestore(abstract), meta=a.JsonRestore()))
         return out.state, out.meta
 
     def close(self):
         self.manager.close()
+
+
+def load_params(run_dir, step=None):
+    """Parameters {"net": ..., "readout": ...} of a training run's latest (or given) checkpoint
+    in ``run_dir/checkpoints``."""
+    directory = os.path.join(run_dir, "checkpoints")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{run_dir!r} has no checkpoints/ directory (was it trained with training.checkpoint=false?)")
+    ckpt = Checkpointer(directory)
+    try:
+        state, _ = ckpt.restore(None, step)
+    finally:
+        ckpt.close()
+    return jax.tree_util.tree_map(jax.numpy.asarray, state["params"])

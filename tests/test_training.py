@@ -28,6 +28,17 @@ def test_cli_train_writes_run_directory(tmp_path):
     assert hist[1]["train_loss"] < hist[0]["train_loss"]  # it learns
     assert len(hist[0]["cosine_rbp"]) == 3 and all(-1 <= c <= 1 for c in hist[0]["cosine_rbp"])
     assert set(hist[0]["weight_angle"]) == {"w2", "w3"}
+    # the final parameters come back from the run's checkpoint and reproduce its validation error
+    from holoeb.commands.bias import load_run_params
+    from holoeb.data.registry import load_dataset
+    from holoeb.training import evaluate_dataset, make_eval_step
+
+    m = make_model("mlp", hidden=(256, 256), asymmetry=0.0)
+    params = load_run_params(str(out))
+    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(m.init(jax.random.PRNGKey(0)))
+    val = load_dataset("fashion_mnist", "test", m.input_shape, size=200)
+    ev = evaluate_dataset(jax.jit(make_eval_step(m, 30)), params, val, 1000)
+    assert abs(ev["error"] - hist[-1]["val_error"]) < 1e-9
 
 
 def test_cli_rejects_hyperparameter_of_other_estimator(tmp_path):

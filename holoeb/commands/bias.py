@@ -95,20 +95,11 @@ def load_run_params(run_dir):
     for name in ("params.npz", "params.pkl"):
         if os.path.exists(os.path.join(run_dir, name)):
             return load_params_file(os.path.join(run_dir, name))
-    try:
-        from holoeb import checkpoint
-    except ImportError:
-        checkpoint = None
-    if checkpoint is not None:
-        for fn in ("load_params", "restore_params", "load_checkpoint", "restore"):
-            if hasattr(checkpoint, fn):
-                out = getattr(checkpoint, fn)(run_dir)
-                if isinstance(out, dict) and "params" in out and "net" not in out:
-                    out = out["params"]
-                if isinstance(out, tuple):
-                    out = out[0]
-                return out
-    raise FileNotFoundError(f"no params.npz / params.pkl / checkpoint loader found for run directory {run_dir!r}")
+    if os.path.isdir(os.path.join(run_dir, "checkpoints")):
+        from holoeb.checkpoint import load_params
+
+        return load_params(run_dir)
+    raise FileNotFoundError(f"no params.npz / params.pkl / checkpoints/ found in run directory {run_dir!r}")
 
 
 # ----------------------------------------------------------------------------- figure
