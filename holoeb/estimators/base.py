@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from holoeb import dynamics
+from holoeb.diagnostics import layer_cosines, weight_angles
 from holoeb.linear_solve import SolveConfig, adjoint_solve
 from holoeb.solvers import relax
 
@@ -107,12 +108,8 @@ class Estimator:
         loss = dynamics.loss_at(model, params, u_free, batch.y)
         acc = dynamics.accuracy(model, params, u_free, batch.y)
         if self.compare_rbp:
-            from holoeb.diagnostics import layer_cosines
-
             delta, _ = rbp_delta(model, params, batch, u_free, self.solve_config)
             aux["cosine_rbp"] = layer_cosines(error, delta)
-        from holoeb.diagnostics import weight_angles
-
         aux["weight_angle"] = weight_angles(model, params)
         return EstimatorResult(grads, u_free, loss, acc, tuple(error), residual, aux)
 
