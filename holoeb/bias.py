@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from holoeb import dynamics
-from holoeb.diagnostics import layer_cosines, overall_cosine, tree_cosine
+from holoeb.diagnostics import flatten_examples, layer_cosines, overall_cosine, tree_cosine
 from holoeb.estimators.base import assemble_grads, rbp_delta
 from holoeb.estimators.cauchy import cauchy_activity_derivative
 from holoeb.estimators.continuous import oscillating_states, running_estimates
@@ -158,10 +158,6 @@ def reference(model, params, x, y, T_free, free_tol=None, cfg=SolveConfig()):
 
 
 # --------------------------------------------------------------------------- metrics
-def _flat(t):
-    return jnp.concatenate([jnp.real(v).reshape(v.shape[0], -1) for v in t], axis=1)
-
-
 def per_example_relerr(a, b, eps=1e-30):
     """||a - b|| / ||b|| per example for (B, ...) arrays."""
     a = jnp.real(a).reshape(a.shape[0], -1)
@@ -175,15 +171,10 @@ def error_metrics(error, ref):
         "cos_true": layer_cosines(error, ref.err_true),
         "cos_true_overall": jnp.mean(overall_cosine(error, ref.err_true)),
         "relerr_true": jnp.stack([jnp.mean(per_example_relerr(e, t)) for e, t in zip(error, ref.err_true)]),
-        "relerr_true_overall": jnp.mean(per_example_relerr(_flat(error), _flat(ref.err_true))),
+        "relerr_true_overall": jnp.mean(per_example_relerr(flatten_examples(error), flatten_examples(ref.err_true))),
         "cos_rbp": layer_cosines(error, ref.delta),
         "cos_rbp_overall": jnp.mean(overall_cosine(error, ref.delta)),
     }
-
-
-def _leaf_cosine(a, b, eps=1e-30):
-    a, b = jnp.real(a).ravel(), jnp.real(b).ravel()
-    return jnp.vdot(a, b) / jnp.maximum(jnp.linalg.norm(a) * jnp.linalg.norm(b), eps)
 
 
 def grad_metrics(grads, ref):
@@ -192,7 +183,7 @@ def grad_metrics(grads, ref):
     gradient is the same direct loss gradient for every estimator, so it is left out."""
     g, gr, gt = grads["net"], ref.grads_rbp["net"], ref.grads_true["net"]
     return {
-        "grad_cos_rbp": {k: _leaf_cosine(g[k], gr[k]) for k in sorted(g)},
+        "grad_cos_rbp": {k: tree_cosine(g[k], gr[k]) for k in sorted(g)},
         "grad_cos_rbp_overall": tree_cosine(g, gr),
         "grad_cos_true_overall": tree_cosine(g, gt),
     }
@@ -310,7 +301,7 @@ def reference_summary(model, ref):
     return {
         "cos_true_rbp": layer_cosines(ref.err_true, ref.delta),
         "cos_true_rbp_overall": jnp.mean(overall_cosine(ref.err_true, ref.delta)),
-        "grad_cos_true_rbp": {k: _leaf_cosine(ref.grads_true["net"][k], ref.grads_rbp["net"][k]) for k in sorted(ref.grads_true["net"])},
+        "grad_cos_true_rbp": {k: tree_cosine(ref.grads_true["net"][k], ref.grads_rbp["net"][k]) for k in sorted(ref.grads_true["net"])},
         "grad_cos_true_rbp_overall": tree_cosine(ref.grads_true["net"], ref.grads_rbp["net"]),
         "free_residual_max": jnp.max(ref.free_residual),
         "true_solve_residual_max": jnp.max(ref.true_residual),

@@ -1,4 +1,5 @@
 """Alignment and symmetry diagnostics (generalized hEP paper, Sec. 3.3-4, Figs. 2-4)."""
+import jax
 import jax.numpy as jnp
 
 
@@ -16,21 +17,23 @@ def layer_cosines(error, reference):
     return jnp.stack([jnp.mean(per_example_cosine(e, r)) for e, r in zip(error, reference)])
 
 
+def flatten_examples(t):
+    """Real parts of a tuple of (B, ...) arrays concatenated per example, shape (B, n)."""
+    return jnp.concatenate([jnp.real(v).reshape(v.shape[0], -1) for v in t], axis=1)
+
+
 def overall_cosine(error, reference):
     """Per-example cosine over all layers concatenated, shape (B,)."""
-    cat = lambda t: jnp.concatenate([jnp.real(v).reshape(v.shape[0], -1) for v in t], axis=1)
-    return per_example_cosine(cat(error), cat(reference))
+    return per_example_cosine(flatten_examples(error), flatten_examples(reference))
 
 
-def tree_cosine(a, b):
-    """Cosine between two pytrees flattened (e.g. two parameter gradients)."""
-    import jax
-
+def tree_cosine(a, b, eps=1e-30):
+    """Cosine between two pytrees (or arrays) flattened, e.g. two parameter gradients."""
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
     num = sum(jnp.vdot(x.ravel(), y.ravel()).real for x, y in zip(la, lb))
     na = jnp.sqrt(sum(jnp.sum(jnp.abs(x) ** 2) for x in la))
     nb = jnp.sqrt(sum(jnp.sum(jnp.abs(y) ** 2) for y in lb))
-    return num / (na * nb)
+    return num / jnp.maximum(na * nb, eps)
 
 
 def weight_angles(model, params):

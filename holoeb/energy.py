@@ -36,16 +36,14 @@ squared-error cost / nudge / predict hooks).
 import jax
 import jax.numpy as jnp
 
+from holoeb import readout
+
 SCHEDULES = ("async", "sync")
 
 
 def hard_sigmoid(v):
     """sigma(v) = max(0, min(v, 1)) (comparative study, App. D)."""
     return jnp.clip(v, 0.0, 1.0)
-
-
-def one_hot(y, num_classes, dtype):
-    return jax.nn.one_hot(y, num_classes, dtype=dtype)
 
 
 def check_schedule(schedule):
@@ -176,12 +174,12 @@ class EnergyModel:
         return energy(self, net, x, s)
 
     def cost(self, params, u, y):
-        return squared_error(u[-1], one_hot(y, self.num_classes, u[-1].dtype))
+        return squared_error(u[-1], readout.one_hot(y, self.num_classes, u[-1].dtype))
 
     def nudge(self, params, u, y):
         """-dC/do on the output layer, zeros elsewhere (for the generic estimators)."""
         o = u[-1]
-        g = -2.0 * (o - one_hot(y, self.num_classes, o.dtype))
+        g = -2.0 * (o - readout.one_hot(y, self.num_classes, o.dtype))
         return tuple(jnp.zeros_like(v) for v in u[:-1]) + (g,)
 
     def predict(self, params, u):

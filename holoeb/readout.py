@@ -13,11 +13,11 @@ import jax
 import jax.numpy as jnp
 
 from holoeb import holomorphic
+from holoeb.initializers import gain_uniform
 
 
 def init(rng, n_features, num_classes, dtype=jnp.float32):
-    bound = 1.0 / jnp.sqrt(n_features)
-    w = jax.random.uniform(rng, (n_features, num_classes), dtype, -bound, bound)
+    w = gain_uniform(rng, (n_features, num_classes), n_features, 1.0, dtype)
     return {"w": w, "b": jnp.zeros((num_classes,), dtype)}
 
 

@@ -32,7 +32,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from holoeb import dynamics, energy
+from holoeb import dynamics, energy, readout
 from holoeb.estimators.base import Estimator, EstimatorResult, check_positive_int, rbp_delta
 from holoeb.solvers import relax
 
@@ -102,7 +102,7 @@ class EnergyRule(Estimator):
         free = relax(lambda s: energy.schedule_step(model, net_r, s, drive), model.init_state(x_r), self.T_free,
                      tol=self.free_tol)
         s0 = free.state
-        y1 = energy.one_hot(y, model.num_classes, x_r.dtype)
+        y1 = readout.one_hot(y, model.num_classes, x_r.dtype)
         states, residuals = {0.0: s0}, []
         for beta in self.phase_betas():
             if beta == 0.0:

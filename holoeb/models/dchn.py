@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from holoeb.energy import EnergyModel, check_schedule
-from holoeb.models.hopfield import broadcast_gains, gain_uniform
+from holoeb.initializers import gain_uniform
+from holoeb.models.hopfield import broadcast_gains
 
 
 def conv3x3(x, w):

@@ -10,19 +10,13 @@ the 'gain' Kaiming-uniform scheme U(-c, c), c = alpha_k / sqrt(fan_in) (Eq. 102)
 biases with the same bound.
 """
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
 
 from holoeb.energy import EnergyModel, check_schedule
+from holoeb.initializers import gain_uniform
 from holoeb.models.layout import DenseLayout
-
-
-def gain_uniform(rng, shape, fan_in, gain, dtype):
-    """w ~ U(-c, c), c = gain / sqrt(fan_in) (comparative study, Eq. 102)."""
-    c = gain / math.sqrt(fan_in)
-    return jax.random.uniform(rng, shape, dtype, -c, c)
 
 
 def broadcast_gains(gains, n):

@@ -18,12 +18,8 @@ import jax.numpy as jnp
 
 from holoeb import holomorphic, readout
 from holoeb.activations import get_activation
+from holoeb.initializers import gain_uniform
 from holoeb.models.layout import DenseLayout
-
-
-def uniform_init(rng, shape, fan_in, dtype):
-    bound = 1.0 / math.sqrt(fan_in)
-    return jax.random.uniform(rng, shape, dtype, -bound, bound)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +44,12 @@ class ReciprocalMLP(DenseLayout):
         dt = jnp.dtype(self.dtype)
         sizes = self.sizes
         keys = jax.random.split(rng, 2 * len(sizes) + 1)
-        net = {"w_in": uniform_init(keys[0], (self.in_features, sizes[0]), self.in_features, dt)}
+        net = {"w_in": gain_uniform(keys[0], (self.in_features, sizes[0]), self.in_features, 1.0, dt)}
         for l in range(len(sizes)):
             net[f"b{l + 1}"] = jnp.zeros((sizes[l],), dt)
         for l in range(1, len(sizes)):
-            wf = uniform_init(keys[2 * l], (sizes[l - 1], sizes[l]), sizes[l - 1], dt)
-            wb = uniform_init(keys[2 * l + 1], (sizes[l], sizes[l - 1]), sizes[l], dt)
+            wf = gain_uniform(keys[2 * l], (sizes[l - 1], sizes[l]), sizes[l - 1], 1.0, dt)
+            wb = gain_uniform(keys[2 * l + 1], (sizes[l], sizes[l - 1]), sizes[l], 1.0, dt)
             net[f"wf{l + 1}"] = wf
             net[f"wb{l + 1}"] = math.sin(self.asymmetry) * wb + math.cos(self.asymmetry) * wf.T
         return {"net": net, "readout": readout.init(keys[-1], sizes[-1], self.num_classes, dt)}
@@ -111,12 +107,12 @@ class LoopMLP(DenseLayout):
         dt = jnp.dtype(self.dtype)
         sizes = self.sizes
         keys = jax.random.split(rng, len(sizes) + 2)
-        net = {"w_in": uniform_init(keys[0], (self.in_features, sizes[0]), self.in_features, dt)}
+        net = {"w_in": gain_uniform(keys[0], (self.in_features, sizes[0]), self.in_features, 1.0, dt)}
         for l in range(len(sizes)):
             net[f"b{l + 1}"] = jnp.zeros((sizes[l],), dt)
         for l in range(1, len(sizes)):
-            net[f"wf{l + 1}"] = uniform_init(keys[l], (sizes[l - 1], sizes[l]), sizes[l - 1], dt)
-        net["w_loop"] = uniform_init(keys[-2], (sizes[-1], sizes[0]), sizes[-1], dt)
+            net[f"wf{l + 1}"] = gain_uniform(keys[l], (sizes[l - 1], sizes[l]), sizes[l - 1], 1.0, dt)
+        net["w_loop"] = gain_uniform(keys[-2], (sizes[-1], sizes[0]), sizes[-1], 1.0, dt)
         return {"net": net, "readout": readout.init(keys[-1], sizes[-1], self.num_classes, dt)}
 
     init_state = ReciprocalMLP.init_state
