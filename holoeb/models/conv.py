@@ -42,21 +42,13 @@ import jax.numpy as jnp
 
 from holoeb import readout
 from holoeb.activations import get_activation
+from holoeb.convolution import IMPLS, conv2d
 from holoeb.pooling import softmax_pool
 
-_DN = ("NHWC", "HWIO", "NHWC")
-
-
-def conv(s, w, padding):
-    """Stride-1 2-D convolution (cross-correlation) of NHWC ``s`` with an HWIO kernel;
-    a complex s with a real kernel is done as one real convolution of twice the batch."""
-    if jnp.iscomplexobj(s) and not jnp.iscomplexobj(w):
-        n = s.shape[0]
-        w = w.astype(s.real.dtype)
-        out = jax.lax.conv_general_dilated(jnp.concatenate([s.real, s.imag], 0), w, (1, 1), padding, dimension_numbers=_DN)
-        return jax.lax.complex(out[:n], out[n:])
-    dt = jnp.result_type(s.dtype, w.dtype)
-    return jax.lax.conv_general_dilated(s.astype(dt), w.astype(dt), (1, 1), padding, dimension_numbers=_DN)
+def conv(s, w, padding, impl="auto"):
+    """Stride-1 2-D convolution (cross-correlation) of NHWC ``s`` with an HWIO kernel
+    (holoeb.convolution.conv2d; complex s with a real kernel stays holomorphic)."""
+    return conv2d(s, w, padding, impl)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +64,7 @@ class AsymConvNet:
     feedback: str = "activity"  # "activity" (sigma(u_{l+1})) or "pre_activation" (u_{l+1}, literal D.2)
     activation_name: str = "sigmoid_weighted"
     dtype: str = "float32"
+    conv_impl: str = "auto"  # holoeb.convolution: "auto" (im2col on CPU, XLA elsewhere), "xla", "im2col"
 
     def __post_init__(self):
         object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
@@ -83,6 +76,8 @@ class AsymConvNet:
         if self.feedback not in ("activity", "pre_activation"):
             raise ValueError(f"feedback must be 'activity' or 'pre_activation', got {self.feedback!r}")
         get_activation(self.activation_name)
+        if self.conv_impl not in IMPLS:
+            raise ValueError(f"unknown conv_impl {self.conv_impl!r}; choose one of {IMPLS}")
         self.state_shapes  # validates the spatial sizes
 
     # ---- shapes ---------------------------------------------------------------
@@ -146,7 +141,7 @@ class AsymConvNet:
     # ---- dynamics ----------------------------------------------------------------
     def forward_module(self, w, s, l):
         """P(w * s): the forward path into layer l (0-based)."""
-        return softmax_pool(conv(s, w, self.padding(l)), self.pool_window, self.pool_window)
+        return softmax_pool(conv(s, w, self.padding(l), self.conv_impl), self.pool_window, self.pool_window)
 
     def backward_module(self, w, s, top, l):
         """Pt = d/ds [top . P(w * s)] = (dP(w * s)/ds)^T top: feedback from layer l into l-1 (vjp)."""

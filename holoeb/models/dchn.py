@@ -20,16 +20,15 @@ import math
 import jax
 import jax.numpy as jnp
 
+from holoeb.convolution import IMPLS, conv2d
 from holoeb.energy import EnergyModel, check_schedule
 from holoeb.initializers import gain_uniform
 from holoeb.models.hopfield import broadcast_gains
 
 
-def conv3x3(x, w):
-    """3x3 convolution, stride 1, padding 1 (NHWC input, HWIO kernel)."""
-    return jax.lax.conv_general_dilated(
-        x, w.astype(x.dtype), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
+def conv3x3(x, w, impl="auto"):
+    """3x3 convolution, stride 1, padding 1 (NHWC input, HWIO kernel, computed in the state's dtype)."""
+    return conv2d(x, w.astype(x.dtype), "SAME", impl)
 
 
 def max_pool2(x):
@@ -50,6 +49,7 @@ class DCHN(EnergyModel):
     num_classes: int = 10
     gains: tuple = 0.5  # Table 5, comparative study
     schedule: str = "async"
+    conv_impl: str = "auto"  # holoeb.convolution: "auto" (im2col on CPU, XLA elsewhere), "xla", "im2col"
 
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -61,6 +61,8 @@ class DCHN(EnergyModel):
             )
         object.__setattr__(self, "gains", broadcast_gains(self.gains, len(self.channels) + 1))
         check_schedule(self.schedule)
+        if self.conv_impl not in IMPLS:
+            raise ValueError(f"unknown conv_impl {self.conv_impl!r}; choose one of {IMPLS}")
 
     @property
     def input_shape(self):
@@ -97,14 +99,14 @@ class DCHN(EnergyModel):
 
     def drive(self, net, x):
         """P(w_1 * x): the input term of layer 1, constant during a relaxation."""
-        return max_pool2(conv3x3(x, net["w1"]))
+        return max_pool2(conv3x3(x, net["w1"], self.conv_impl))
 
     def primitive(self, net, s, drive):
         """Phi per example (B,) (Eq. 97)."""
         L = self.num_layers
         phi = _dot(s[0], drive)
         for k in range(2, L):
-            phi = phi + _dot(s[k - 1], max_pool2(conv3x3(s[k - 2], net[f"w{k}"])))
+            phi = phi + _dot(s[k - 1], max_pool2(conv3x3(s[k - 2], net[f"w{k}"], self.conv_impl)))
         flat = s[L - 2].reshape(s[L - 2].shape[0], -1)
         phi = phi + _dot(s[L - 1], flat @ net[f"w{L}"].astype(flat.dtype))
         for k in range(1, L + 1):
