@@ -19,7 +19,6 @@ import time
 
 def worker(args):
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
     from holoeb import dynamics, parallel

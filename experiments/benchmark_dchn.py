@@ -5,7 +5,8 @@
    real Fashion-MNIST images (Table 4 normalisation, padded to 32 x 32).
 2. C-EP training-step time (T free + 2 x K nudged iterations + the energy-gradient
    update) at the given batch size: float32 vs bfloat16 relaxation, async vs sync
-   at equal iteration counts.
+   at equal iteration counts, XLA's convolution vs the im2col matmul
+   (holoeb.convolution).
 3. Free-phase time: 60 async iterations vs 250 sync ones.
 
     python experiments/benchmark_dchn.py                         # Table 5 DCHN, batch 128
@@ -20,7 +21,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from holoeb import energy
 from holoeb.commands.study import normalise
@@ -51,6 +51,7 @@ def main(argv=None):
     p.add_argument("--T", type=int, default=60)
     p.add_argument("--K", type=int, default=15)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--conv-impls", nargs="+", default=["xla", "im2col"], choices=["xla", "im2col"])
     p.add_argument("--skip", nargs="*", default=[], choices=["residual", "step", "free"])
     p.add_argument("--out", default="runs/benchmark_dchn")
     args = p.parse_args(argv)
@@ -84,18 +85,20 @@ def main(argv=None):
     x, y = x_all[: args.batch], y_all[: args.batch]
     if "step" not in args.skip:
         rows = []
-        for s, m in models.items():
-            for dt in ("float32", "bfloat16"):
-                est = make_estimator("c-ep", T_free=args.T, K=args.K, beta=0.25,
-                                     relax_dtype=None if dt == "float32" else dt)
-                f = jax.jit(lambda p, xx, yy: est(m, p, (xx, yy), None).grads)
-                first, sec = timed(f, params, x, y, repeats=args.repeats)
-                rows.append(dict(schedule=s, dtype=dt, step_s=sec, compile_s=first))
-                print(rows[-1], flush=True)
+        for impl in args.conv_impls:
+            for s in ("async", "sync"):
+                m = make_model("dchn", in_channels=1, channels=tuple(args.channels), schedule=s, conv_impl=impl)
+                for dt in ("float32", "bfloat16"):
+                    est = make_estimator("c-ep", T_free=args.T, K=args.K, beta=0.25,
+                                         relax_dtype=None if dt == "float32" else dt)
+                    f = jax.jit(lambda p, xx, yy: est(m, p, (xx, yy), None).grads)
+                    first, sec = timed(f, params, x, y, repeats=args.repeats)
+                    rows.append(dict(conv=impl, schedule=s, dtype=dt, step_s=sec, compile_s=first))
+                    print(rows[-1], flush=True)
         out["cep_step"] = rows
         md += [f"C-EP training step, batch {args.batch}, {args.T} free + 2 x {args.K} nudged iterations:", "",
-               "| schedule | relaxation dtype | step (s) |", "|---|---|---|"]
-        md += [f"| {r['schedule']} | {r['dtype']} | {r['step_s']:.3f} |" for r in rows] + [""]
+               "| convolution | schedule | relaxation dtype | step (s) |", "|---|---|---|---|"]
+        md += [f"| {r['conv']} | {r['schedule']} | {r['dtype']} | {r['step_s']:.3f} |" for r in rows] + [""]
 
     if "free" not in args.skip:
         rows = []

@@ -17,9 +17,10 @@ s_k's own quadratic self-term, sigma_k(dPhi/ds_k) is the exact minimiser of E
 over the box for s_k with the other layers fixed (for dense interactions).
 
 Perturbations of the output layer (Sec. 2):
-  * nudge by beta C with C(o, y) = ||o - y||^2: the output is set to its exact
-    conditional minimiser argmin_o [1/2||o||^2 - o.a + beta ||o - y||^2]
-    = (a + 2 beta y) / (1 + 2 beta), a = dPhi/do (needs 1 + 2 beta > 0); the
+  * nudge by beta C with C(o, y) = c ||o - y||^2 (c = the model's ``cost_scale``:
+    1 as printed in Sec. 3, 1/2 in the authors' released code): the output is
+    set to its exact conditional minimiser argmin_o [1/2||o||^2 - o.a + beta c ||o - y||^2]
+    = (a + 2 beta c y) / (1 + 2 beta c), a = dPhi/do (needs 1 + 2 beta c > 0); the
     fixed points are those of s <- sigma(dPhi/ds - beta dC/ds);
   * clamp to a target (CL: y; CpL: (1 - beta) o* + beta y, Eq. 7).
 
@@ -94,14 +95,18 @@ def schedule_step(model, net, s, drive, output_update=free_output):
     return tuple(s)
 
 
-def nudged_output(y_onehot, beta):
-    """Output update of the EP-perturbed energy E + beta ||o - y||^2 (Eq. 4):
-    o = (a + 2 beta y) / (1 + 2 beta)."""
-    if 1.0 + 2.0 * beta <= 0:
-        raise ValueError(f"the squared-error nudge needs beta > -1/2 (1 + 2 beta > 0), got beta={beta}")
+def nudged_output(y_onehot, beta, cost_scale=1.0):
+    """Output update of the EP-perturbed energy E + beta c ||o - y||^2 (Eq. 4):
+    o = (a + 2 beta c y) / (1 + 2 beta c)."""
+    k = beta * cost_scale
+    if 1.0 + 2.0 * k <= 0:
+        raise ValueError(
+            f"the squared-error nudge needs 1 + 2 beta c > 0 (E + beta c ||o - y||^2 is unbounded below otherwise), "
+            f"got beta={beta}, c={cost_scale}: use |beta| < {0.5 / cost_scale:g}"
+        )
 
     def update(a, o):
-        return (a + 2.0 * beta * y_onehot.astype(a.dtype)) / (1.0 + 2.0 * beta)
+        return (a + 2.0 * k * y_onehot.astype(a.dtype)) / (1.0 + 2.0 * k)
 
     return update
 
@@ -149,10 +154,15 @@ def contrast_grad(model, net, x, s_a, beta_a, s_b, beta_b):
     return jax.grad(contrast)(net)
 
 
-def squared_error(o, y_onehot):
-    """C(o, y) = ||o - y||^2 per example (Sec. 3, cost function)."""
+def squared_error(o, y_onehot, scale=1.0):
+    """C(o, y) = scale ||o - y||^2 per example (Sec. 3, cost function; scale 1 as printed)."""
     d = o.reshape(o.shape[0], -1) - y_onehot.astype(o.dtype)
-    return jnp.sum(d * d, axis=1)
+    return scale * jnp.sum(d * d, axis=1)
+
+
+def check_cost_scale(c):
+    if isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0 or c == float("inf"):
+        raise ValueError(f"cost_scale must be a finite positive number, got {c!r}")
 
 
 class EnergyModel:
@@ -174,12 +184,12 @@ class EnergyModel:
         return energy(self, net, x, s)
 
     def cost(self, params, u, y):
-        return squared_error(u[-1], readout.one_hot(y, self.num_classes, u[-1].dtype))
+        return squared_error(u[-1], readout.one_hot(y, self.num_classes, u[-1].dtype), self.cost_scale)
 
     def nudge(self, params, u, y):
         """-dC/do on the output layer, zeros elsewhere (for the generic estimators)."""
         o = u[-1]
-        g = -2.0 * (o - readout.one_hot(y, self.num_classes, o.dtype))
+        g = -2.0 * self.cost_scale * (o - readout.one_hot(y, self.num_classes, o.dtype))
         return tuple(jnp.zeros_like(v) for v in u[:-1]) + (g,)
 
     def predict(self, params, u):

@@ -9,9 +9,8 @@ import pytest
 from holoeb.agnostic import DenseHopfield, FourierRegression, aeqprop_step, nudges
 from holoeb.agnostic import lyapunov as ly
 from holoeb.agnostic.box import box_quadratic_argmin
-from holoeb.agnostic.coupling import eps_tree, global_energy
+from holoeb.agnostic.coupling import eps_tree
 from holoeb.agnostic.linear_regression import fourier_features
-from holoeb.agnostic.relaxation import relax_state, state_change
 from holoeb.estimators import make_estimator
 
 VARIANTS = ("optimistic", "pessimistic", "centered")

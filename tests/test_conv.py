@@ -2,7 +2,6 @@
 independent references: a numpy loop for the pooling, an explicit transposed
 convolution for the backward module, a dense linear solve for the true d_beta u*."""
 import functools
-import math
 
 import jax
 import jax.numpy as jnp

@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from holoeb.diagnostics import tree_cosine
 from holoeb.estimators import make_estimator
 from holoeb.models import make_model
 
@@ -266,7 +265,6 @@ def test_rule_structure_and_result_interface():
         ("x-ep", {}, "unknown estimator"),
         ("c-ep", {"beta": 0.0}, "beta"),
         ("p-ep", {"beta": -0.1}, "beta"),
-        ("n-ep", {"beta": 0.6}, "beta < 1/2"),
         ("c-cpl", {"beta": float("nan")}, "beta"),
         ("cl", {"beta": 0.5}, "no hyper-parameter"),
         ("n-cpl", {"K": 0}, "K"),
@@ -288,3 +286,32 @@ def test_bad_inputs():
     mlp = make_model("mlp", in_features=SIZES[0], hidden=(4,), num_classes=3)
     with pytest.raises(ValueError, match="energy-based model"):
         est(mlp, mlp.init(jax.random.PRNGKey(0)), (x, y), None)
+    with pytest.raises(ValueError, match=r"unbounded below.*\|beta\| < 0.5"):  # 1 + 2 beta c <= 0 at c = 1
+        make_estimator("n-ep", beta=0.6, T_free=5, K=5)(model, params, (x, y), None)
+    with pytest.raises(ValueError, match="cost_scale"):
+        make_model("hopfield", in_features=SIZES[0], hidden=(4,), num_classes=3, cost_scale=0.0)
+
+
+def test_cost_scale_rescales_every_gradient_exactly():
+    """C = c ||o - y||^2: the nudge beta c is what the dynamics see, so EP with (c, beta)
+    relaxes to the same states as (1, beta c) and returns c times its estimate; TBP/RBP
+    return c times the c = 1 gradient. c = 1/2 is the authors' code (0.5 ||o - y||^2)."""
+    with jax.enable_x64(True):
+        _check_cost_scale()
+
+
+def _check_cost_scale():
+    model, params, x, y = _setup()
+    half = make_model("hopfield", in_features=SIZES[0], hidden=SIZES[1:-1], num_classes=SIZES[-1], gains=0.4,
+                      cost_scale=0.5)
+    assert half.cost_scale == 0.5 and model.cost_scale == 1.0
+    for name in ("c-ep", "n-ep", "p-ep", "rbp", "tbp"):
+        hp = dict(T_free=200, K=100)
+        if name == "rbp":
+            hp.pop("K")
+        g_half = run(name, half, params, x, y, **hp, **({"beta": 0.6} if "ep" in name else {})).grads["net"]
+        g_one = run(name, model, params, x, y, **hp, **({"beta": 0.3} if "ep" in name else {})).grads["net"]
+        for k in g_one:
+            np.testing.assert_allclose(g_half[k], 0.5 * g_one[k], rtol=1e-9, atol=1e-12, err_msg=f"{name} {k}")
+    r = run("n-ep", half, params, x, y, T_free=50, K=50, beta=0.6)  # beta c = 0.3 < 1/2: valid at c = 1/2
+    assert np.isfinite(float(r.loss)) and np.isclose(float(r.loss), 0.5 * float(run("rbp", model, params, x, y, T_free=50).loss))

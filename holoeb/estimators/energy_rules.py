@@ -8,7 +8,7 @@ with signed perturbations beta_a < beta_b of the output layer:
 
 where beta = 0 is the free state s_* (Eq. 1). They differ along two axes:
 
-  perturbation kind  'ep'  : minimise E + beta C(o, y), C = ||o - y||^2    (Eq. 4)
+  perturbation kind  'ep'  : minimise E + beta C(o, y), C = c ||o - y||^2  (Eq. 4)
                      'cpl' : clamp o to (1 - beta) o_* + beta y            (Eq. 7)
   signs (a, b)       'p'   : (0, +beta)   positively perturbed  (Eqs. 5, 8)
                      'n'   : (0, -beta)   negatively perturbed  (same, beta < 0)
@@ -41,10 +41,11 @@ PERTURBATIONS = ("ep", "cpl")
 RELAX_DTYPES = (None, "float16", "bfloat16", "float32", "float64")
 
 
-def output_update(kind, y_onehot, o_free, beta):
-    """The output-layer update of a phase perturbed by ``kind`` with signed ``beta``."""
+def output_update(kind, y_onehot, o_free, beta, cost_scale=1.0):
+    """The output-layer update of a phase perturbed by ``kind`` with signed ``beta``
+    (``cost_scale`` c of the nudge's cost C = c ||o - y||^2)."""
     if kind == "ep":
-        return energy.nudged_output(y_onehot, beta)
+        return energy.nudged_output(y_onehot, beta, cost_scale)
     if kind == "cpl":
         return energy.clamped_output((1.0 - beta) * o_free + beta * y_onehot.astype(o_free.dtype))
     if kind == "cl":
@@ -107,7 +108,7 @@ class EnergyRule(Estimator):
         for beta in self.phase_betas():
             if beta == 0.0:
                 continue
-            update = output_update(self.perturbation, y1, s0[-1], beta)
+            update = output_update(self.perturbation, y1, s0[-1], beta, getattr(model, "cost_scale", 1.0))
             phase = relax(lambda s: energy.schedule_step(model, net_r, s, drive, update), s0, self.K)
             states[beta] = phase.state
             residuals.append(jnp.max(phase.residual))
@@ -147,11 +148,6 @@ class PerturbedRule(EnergyRule):
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b <= 0:
             raise ValueError(
                 f"{self.name}: beta must be a finite positive number (the rule sets the sign), got {b!r}"
-            )
-        if self.perturbation == "ep" and self.sign in ("n", "c") and b >= 0.5:
-            raise ValueError(
-                f"{self.name}: the squared-error nudge with -beta needs beta < 1/2 "
-                f"(E - beta ||o - y||^2 is unbounded below otherwise), got {b}"
             )
 
     @property

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from holoeb.convolution import IMPLS, conv2d
-from holoeb.energy import EnergyModel, check_schedule
+from holoeb.energy import EnergyModel, check_cost_scale, check_schedule
 from holoeb.initializers import gain_uniform
 from holoeb.models.hopfield import broadcast_gains
 
@@ -49,6 +49,7 @@ class DCHN(EnergyModel):
     num_classes: int = 10
     gains: tuple = 0.5  # Table 5, comparative study
     schedule: str = "async"
+    cost_scale: float = 1.0  # C = cost_scale ||o - y||^2 (1: Sec. 3 as printed; 1/2: the authors' released code)
     conv_impl: str = "auto"  # holoeb.convolution: "auto" (im2col on CPU, XLA elsewhere), "xla", "im2col"
 
     def __post_init__(self):
@@ -61,6 +62,7 @@ class DCHN(EnergyModel):
             )
         object.__setattr__(self, "gains", broadcast_gains(self.gains, len(self.channels) + 1))
         check_schedule(self.schedule)
+        check_cost_scale(self.cost_scale)
         if self.conv_impl not in IMPLS:
             raise ValueError(f"unknown conv_impl {self.conv_impl!r}; choose one of {IMPLS}")
 

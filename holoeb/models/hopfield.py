@@ -14,7 +14,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from holoeb.energy import EnergyModel, check_schedule
+from holoeb.energy import EnergyModel, check_cost_scale, check_schedule
 from holoeb.initializers import gain_uniform
 from holoeb.models.layout import DenseLayout
 
@@ -33,11 +33,13 @@ class DenseHopfield(DenseLayout, EnergyModel):
     num_classes: int = 10
     gains: tuple = 0.5
     schedule: str = "async"
+    cost_scale: float = 1.0  # C = cost_scale ||o - y||^2 (1: Sec. 3 as printed; 1/2: the authors' released code)
 
     def __post_init__(self):
         self.normalize_hidden()
         object.__setattr__(self, "gains", broadcast_gains(self.gains, len(self.hidden) + 1))
         check_schedule(self.schedule)
+        check_cost_scale(self.cost_scale)
 
     def init(self, rng):
         fans = (self.in_features,) + self.sizes[:-1]

@@ -1,0 +1,55 @@
+"""`holoeb study` end to end on a few real Fashion-MNIST images with a tiny DCHN."""
+import argparse
+import json
+import os
+
+import numpy as np
+import pytest
+
+from holoeb.commands import study
+
+
+def _cfg(tmp_path, *sets):
+    p = argparse.ArgumentParser()
+    study.add_arguments(p)
+    args = ["--out-dir", str(tmp_path)]
+    for s in sets:
+        args += ["--set", s]
+    return study.config_from_args(p.parse_args(args))
+
+
+def test_protocols_follow_table5_and_the_authors_cost():
+    p = argparse.ArgumentParser()
+    study.add_arguments(p)
+    paper = study.config_from_args(p.parse_args(["--protocol", "paper"]))
+    assert paper.channels == (128, 256, 512, 512) and paper.gains == (0.5,) and paper.epochs == 100
+    assert paper.lrs == (0.0625, 0.0375, 0.025, 0.02, 0.0125) and paper.batch_size == 128
+    cpu = study.config_from_args(p.parse_args([]))
+    assert cpu.model == "dchn" and len(cpu.lrs) == len(cpu.channels) + 1
+    for cfg in (paper, cpu):
+        assert (cfg.beta, cfg.cost_scale, cfg.T_free, cfg.K) == (0.25, 0.5, 60, 15)
+
+
+def test_study_writes_a_table_for_every_rule(tmp_path):
+    cfg = _cfg(tmp_path, 'rules=["cl","c-ep","tbp"]', "channels=[2,2,2,2]", "n_train=256", "n_test=128",
+               "epochs=1", "T_free=5", "K=3")
+    summary, md = study.run_study(cfg, log=lambda *a: None)
+    assert set(summary) == {"cl", "c-ep", "tbp"}
+    for rule, per in summary.items():
+        r = per["fashion_mnist"]
+        assert 0.0 <= r["test"] <= 100.0 and 0.0 <= r["train"] <= 100.0 and r["n"] == 1
+    rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| rule")]
+    assert [r.split("|")[1].strip() for r in rows] == ["CL", "C-EP", "TBP"]
+    saved = json.load(open(os.path.join(tmp_path, "results.json")))
+    assert saved["config"]["cost_scale"] == 0.5 and len(saved["runs"]) == 3
+    assert all(np.isfinite(h["train_loss"]) for r in saved["runs"] for h in r["history"])
+
+
+def test_bad_settings_are_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown study setting"):
+        _cfg(tmp_path, "learning_rate=0.1")
+    with pytest.raises(ValueError, match="unknown rule"):
+        study.run_study(_cfg(tmp_path, 'rules=["q-ep"]'))
+    with pytest.raises(ValueError, match="one learning rate per layer"):
+        study.run_study(_cfg(tmp_path, 'rules=["cl"]', "lrs=[0.1]", "n_train=128", "n_test=128", "epochs=1"),
+                        log=lambda *a: None)
