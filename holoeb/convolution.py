@@ -39,9 +39,14 @@ def _im2col(x, w, padding):
     return (cols.reshape(B * h * wd, kh * kw * c) @ w.reshape(kh * kw * c, o)).reshape(B, h, wd, o)
 
 
-def _resolve(impl):
+def check_impl(impl):
+    """Raise a ValueError naming ``impl`` unless it is one of IMPLS."""
     if impl not in IMPLS:
         raise ValueError(f"unknown convolution impl {impl!r}; choose one of {IMPLS}")
+
+
+def _resolve(impl):
+    check_impl(impl)
     if impl == "auto":
         return "im2col" if jax.default_backend() == "cpu" else "xla"
     return impl

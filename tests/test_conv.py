@@ -12,7 +12,8 @@ from jax.flatten_util import ravel_pytree
 from holoeb import dynamics
 from holoeb.estimators import make_estimator
 from holoeb.models import make_model
-from holoeb.models.conv import AsymConvNet, conv
+from holoeb.convolution import conv2d as conv
+from holoeb.models.conv import AsymConvNet
 from holoeb.pooling import softmax_pool, softmax_pool_vjp
 
 

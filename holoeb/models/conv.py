@@ -42,14 +42,8 @@ import jax.numpy as jnp
 
 from holoeb import readout
 from holoeb.activations import get_activation
-from holoeb.convolution import IMPLS, conv2d
+from holoeb.convolution import check_impl, conv2d
 from holoeb.pooling import softmax_pool
-
-def conv(s, w, padding, impl="auto"):
-    """Stride-1 2-D convolution (cross-correlation) of NHWC ``s`` with an HWIO kernel
-    (holoeb.convolution.conv2d; complex s with a real kernel stays holomorphic)."""
-    return conv2d(s, w, padding, impl)
-
 
 @dataclasses.dataclass(frozen=True)
 class AsymConvNet:
@@ -76,8 +70,7 @@ class AsymConvNet:
         if self.feedback not in ("activity", "pre_activation"):
             raise ValueError(f"feedback must be 'activity' or 'pre_activation', got {self.feedback!r}")
         get_activation(self.activation_name)
-        if self.conv_impl not in IMPLS:
-            raise ValueError(f"unknown conv_impl {self.conv_impl!r}; choose one of {IMPLS}")
+        check_impl(self.conv_impl)
         self.state_shapes  # validates the spatial sizes
 
     # ---- shapes ---------------------------------------------------------------
@@ -141,7 +134,7 @@ class AsymConvNet:
     # ---- dynamics ----------------------------------------------------------------
     def forward_module(self, w, s, l):
         """P(w * s): the forward path into layer l (0-based)."""
-        return softmax_pool(conv(s, w, self.padding(l), self.conv_impl), self.pool_window, self.pool_window)
+        return softmax_pool(conv2d(s, w, self.padding(l), self.conv_impl), self.pool_window, self.pool_window)
 
     def backward_module(self, w, s, top, l):
         """Pt = d/ds [top . P(w * s)] = (dP(w * s)/ds)^T top: feedback from layer l into l-1 (vjp)."""

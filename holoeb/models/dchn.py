@@ -20,7 +20,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from holoeb.convolution import IMPLS, conv2d
+from holoeb.convolution import check_impl, conv2d
 from holoeb.energy import EnergyModel, check_cost_scale, check_schedule
 from holoeb.initializers import gain_uniform
 from holoeb.models.hopfield import broadcast_gains
@@ -63,8 +63,7 @@ class DCHN(EnergyModel):
         object.__setattr__(self, "gains", broadcast_gains(self.gains, len(self.channels) + 1))
         check_schedule(self.schedule)
         check_cost_scale(self.cost_scale)
-        if self.conv_impl not in IMPLS:
-            raise ValueError(f"unknown conv_impl {self.conv_impl!r}; choose one of {IMPLS}")
+        check_impl(self.conv_impl)
 
     @property
     def input_shape(self):
