@@ -6,12 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from holoeb.agnostic import DenseHopfield, FourierRegression, aeqprop_step, nudges
-from holoeb.agnostic import lyapunov as ly
-from holoeb.agnostic.box import box_quadratic_argmin
-from holoeb.agnostic.coupling import eps_tree
-from holoeb.agnostic.linear_regression import fourier_features
+from holoeb import energy
+from holoeb.estimators import aeqprop_lyapunov as ly
 from holoeb.estimators import make_estimator
+from holoeb.estimators.aeqprop_box import box_quadratic_argmin, output_argmin
+from holoeb.estimators.aeqprop_coupling import eps_tree
+from holoeb.estimators.aeqprop_procedure import aeqprop_step
+from holoeb.estimators.aeqprop_relaxation import state_step
+from holoeb.estimators.aeqprop_variants import nudges
+from holoeb.models import make_model
+from holoeb.models.fourier_regression import FourierRegression, fourier_features
 
 VARIANTS = ("optimistic", "pessimistic", "centered")
 
@@ -23,11 +27,34 @@ def flat(tree):
 def tiny_hopfield(dtype="float64"):
     """A 6-5-3 network whose state energy (and joint energy for eps <= 0.1) is strictly convex,
     with all units strictly inside the box, so the minimisers are unique and smooth."""
-    m = DenseHopfield(in_features=6, hidden=(5,), num_classes=3, gains=(0.5, 0.5), dtype=dtype)
-    th = m.init(jax.random.PRNGKey(1))
-    th = dict(th, b1=th["b1"] + 0.5, b2=th["b2"] + 0.2)
+    m = make_model("hopfield", in_features=6, hidden=(5,), num_classes=3, gains=(0.5, 0.5), init_scheme="xavier_half",
+                   output_bounds=(-1.0, 2.0), cost_scale=0.5, dtype=dtype)
+    net = m.init(jax.random.PRNGKey(1))["net"]
+    th = {"net": dict(net, b1=net["b1"] + 0.5, b2=net["b2"] + 0.2), "readout": {}}
     x = 0.5 * jax.random.uniform(jax.random.PRNGKey(2), (4, 6), jnp.dtype(dtype))
     return m, th, x, jnp.array([0, 1, 2, 1])
+
+
+def regression_params(w):
+    return {"net": {"w": w}, "readout": {}}
+
+
+def layer_update(m, th, x, y, beta, s, k):
+    """The exact minimiser of E + beta C over layer k (1-based) given the others."""
+    out = output_argmin(m, th, s, y, beta)
+    return energy.layer_update(m, th["net"], s, m.drive(th["net"], x), (k - 1,), out)[0]
+
+
+def closed_form_params(u, eps, x, s):
+    """The dense Hopfield's parameter argmin (Aeqprop paper, Sec. 5.3):
+    w_k = u + eps mean_b s_{k-1}^T s_k, b_k = u + eps mean_b s_k."""
+    B = x.shape[0]
+    net, prev = {}, x
+    for k, sk in enumerate(s, start=1):
+        net[f"w{k}"] = u["net"][f"w{k}"] + eps["net"][f"w{k}"] * (prev.T @ sk) / B
+        net[f"b{k}"] = u["net"][f"b{k}"] + eps["net"][f"b{k}"] * jnp.mean(sk, 0)
+        prev = sk
+    return {"net": net, "readout": {}}
 
 
 # ---- building blocks --------------------------------------------------------------------
@@ -52,16 +79,16 @@ def test_hopfield_layer_update_is_the_exact_coordinate_minimiser():
     with jax.enable_x64(True):
         m, th, x, y = tiny_hopfield()
         s = tuple(jax.random.uniform(jax.random.PRNGKey(k), v.shape, jnp.float64) for k, v in
-                  enumerate(m.init_state(th, x)))
+                  enumerate(m.init_state(x)))
         beta = 0.7
         for k in (1, 2):
-            new = m.layer_update(th, x, y, beta, s, k)
+            new = layer_update(m, th, x, y, beta, s, k)
             cand = list(s)
             cand[k - 1] = new
-            f = lambda layer: jnp.mean(m.energy(th, x, tuple(layer if j == k - 1 else v for j, v in enumerate(s)))
-                                       + beta * m.cost(tuple(layer if j == k - 1 else v for j, v in enumerate(s)), y))
+            f = lambda layer: jnp.mean(m.energy(th["net"], x, tuple(layer if j == k - 1 else v for j, v in enumerate(s)))
+                                       + beta * m.cost(th, tuple(layer if j == k - 1 else v for j, v in enumerate(s)), y))
             g = jax.grad(f)(new)
-            lo, hi = m.bounds()[k - 1]
+            lo, hi = ((0.0, 1.0), m.output_bounds)[k - 1]
             # KKT on the box: zero gradient inside, gradient pointing outwards at an active bound
             inside = (new > lo + 1e-12) & (new < hi - 1e-12)
             assert float(jnp.max(jnp.abs(jnp.where(inside, g, 0.0)))) < 1e-12
@@ -69,7 +96,9 @@ def test_hopfield_layer_update_is_the_exact_coordinate_minimiser():
             assert bool(jnp.all(jnp.where(new >= hi - 1e-12, g <= 1e-12, True)))
 
 
-def test_hopfield_fast_phase2_equals_naive_alternation():
+def test_hopfield_phase2_equals_naive_alternation():
+    """Phase 2 (generic parameter argmin by autodiff) against an alternation of state sweeps and
+    the dense Hopfield's closed-form parameter argmin."""
     with jax.enable_x64(True):
         m, th, x, y = tiny_hopfield()
         eps = eps_tree(0.05, th)
@@ -77,10 +106,10 @@ def test_hopfield_fast_phase2_equals_naive_alternation():
 
         def body(_, c):
             s, t = c
-            new = m.state_sweep(t, x, y, 0.25, s, backward=True)
-            return new, m.argmin_params(out.u, eps, x, new)
+            new = state_step(m, t, x, y, 0.25)(s)
+            return new, closed_form_params(out.u, eps, x, new)
 
-        s, t = jax.lax.fori_loop(0, 15, body, (out.state1, m.argmin_params(out.u, eps, x, out.state1)))
+        s, t = jax.lax.fori_loop(0, 15, body, (out.state1, closed_form_params(out.u, eps, x, out.state1)))
         np.testing.assert_allclose(flat(t), flat(out.theta), atol=1e-13)
         np.testing.assert_allclose(flat(s), flat(out.state2), atol=1e-13)
 
@@ -94,7 +123,7 @@ def test_linear_regression_step_is_the_joint_minimiser(variant):
         sys_ = FourierRegression(max_freq=4, dtype="float64")
         eps, beta = 0.5, 0.5
         b1, b2 = nudges(variant, beta)
-        th = {"w": jax.random.normal(jax.random.PRNGKey(3), (9,), jnp.float64)}
+        th = regression_params(jax.random.normal(jax.random.PRNGKey(3), (9,), jnp.float64))
         x, y = jnp.array([[0.37]]), jnp.array([-0.8])
         out = aeqprop_step(sys_, th, x, y, eps=eps, beta1=b1, beta2=b2, steps1=50, steps2=400)
         phi = fourier_features(x, 4)[0]
@@ -103,10 +132,10 @@ def test_linear_regression_step_is_the_joint_minimiser(variant):
             H = jnp.zeros((10, 10)).at[0, 0].set(1 + b).at[1:, 1:].set(jnp.eye(9) / eps + jnp.outer(phi, phi))
             H = H.at[0, 1:].set(-phi).at[1:, 0].set(-phi)
             return jnp.linalg.solve(H, jnp.concatenate([jnp.array([b * y[0]]), u / eps]))
-        z1 = solve(out.u["w"], b1)
-        z2 = solve(out.u["w"], b2)
-        np.testing.assert_allclose(z1[1:], th["w"], atol=1e-10)  # the controller held theta
-        np.testing.assert_allclose(out.theta["w"], z2[1:], atol=1e-10)
+        z1 = solve(out.u["net"]["w"], b1)
+        z2 = solve(out.u["net"]["w"], b2)
+        np.testing.assert_allclose(z1[1:], th["net"]["w"], atol=1e-10)  # the controller held theta
+        np.testing.assert_allclose(out.theta["net"]["w"], z2[1:], atol=1e-10)
         np.testing.assert_allclose(out.state2[0][0, 0], z2[0], atol=1e-10)
 
 
@@ -148,7 +177,7 @@ def test_theorem2_lyapunov_never_increases_linear_regression(variant):
 
         for eps, beta in ((0.5, 1.5), (2.0, 1.0), (0.1, 1.5)):
             b1, b2 = nudges(variant, beta)
-            th = {"w": jnp.asarray(rng.normal(size=21))}
+            th = regression_params(jnp.asarray(rng.normal(size=21)))
             x, y = jnp.asarray(rng.uniform(-1, 1, (1, 1))), jnp.asarray(rng.normal(size=1) * 3)
             step = jax.jit(lambda t: aeqprop_step(sys_, t, x, y, eps=eps, beta1=b1, beta2=b2, steps1=20,
                                                   steps2=300).theta)
@@ -200,18 +229,18 @@ def test_each_variant_descends_its_own_lyapunov_function(variant):
     with jax.enable_x64(True):
         kappa = 0.5
         sys_ = FourierRegression(max_freq=10, state_l2=kappa, dtype="float64")
-        th = {"w": 0.3 * jax.random.normal(jax.random.PRNGKey(5), (21,), jnp.float64)}
+        th = regression_params(0.3 * jax.random.normal(jax.random.PRNGKey(5), (21,), jnp.float64))
         x, y = jnp.array([[0.21]]), jnp.array([1.7])
         phi = fourier_features(x, 10)[0]
         a = 1 + 2 * kappa
-        resid = float(phi @ th["w"] - a * y[0])
+        resid = float(phi @ th["net"]["w"] - a * y[0])
         grad_of = lambda b1, b2: resid * phi / ((a + b1) * (a + b2))
         beta = 0.6
         b1, b2 = nudges(variant, beta)
         errs = []
         for eps in (4e-3, 2e-3):
             out = aeqprop_step(sys_, th, x, y, eps=eps, beta1=b1, beta2=b2, steps1=5, steps2=60)
-            est = (th["w"] - out.theta["w"]) / (eps * beta)
+            est = (th["net"]["w"] - out.theta["net"]["w"]) / (eps * beta)
             errs.append(float(jnp.linalg.norm(est - grad_of(b1, b2))))
             others = [float(jnp.linalg.norm(est - grad_of(*nudges(v, beta)))) for v in VARIANTS if v != variant]
         assert 1.7 < errs[0] / errs[1] < 2.3, errs  # O(eps) at fixed beta
@@ -222,7 +251,7 @@ def test_each_variant_descends_its_own_lyapunov_function(variant):
 def test_iterative_controllers_hold_theta_and_agree_with_one_step():
     with jax.enable_x64(True):
         sys_ = FourierRegression(max_freq=3, dtype="float64")
-        th = {"w": jax.random.normal(jax.random.PRNGKey(0), (7,), jnp.float64)}
+        th = regression_params(jax.random.normal(jax.random.PRNGKey(0), (7,), jnp.float64))
         x, y = jnp.array([[0.3]]), jnp.array([1.2])
         ref = aeqprop_step(sys_, th, x, y, eps=0.05, beta1=0.0, beta2=0.05, steps1=50, steps2=200)
         step = flat(th) - flat(ref.theta)
@@ -237,11 +266,13 @@ def test_iterative_controllers_hold_theta_and_agree_with_one_step():
 def test_estimator_interface_and_jit():
     m, th, x, y = tiny_hopfield("float32")
     est = make_estimator("aeqprop", variant="centered", beta=0.5, eps=0.05,
-                         eps_per_param=(("w1", 0.02),), T_free=10, T_nudged=10)
+                         eps_per_param=(("w1", 0.02),), T_free=10, T_nudge=10)
     res = est(m, th, (x, y), None)
     assert jax.tree_util.tree_structure(res.grads) == jax.tree_util.tree_structure(th)
-    np.testing.assert_allclose(res.grads["w1"], (th["w1"] - res.aux["theta_next"]["w1"]) / (0.02 * 0.5), rtol=1e-5)
-    np.testing.assert_allclose(res.grads["b1"], (th["b1"] - res.aux["theta_next"]["b1"]) / (0.05 * 0.5), rtol=1e-5)
+    np.testing.assert_allclose(res.grads["net"]["w1"], (th["net"]["w1"] - res.aux["theta_next"]["net"]["w1"]) / (0.02 * 0.5),
+                               rtol=1e-5)
+    np.testing.assert_allclose(res.grads["net"]["b1"], (th["net"]["b1"] - res.aux["theta_next"]["net"]["b1"]) / (0.05 * 0.5),
+                               rtol=1e-5)
     assert [e.shape for e in res.error] == [(4, 5), (4, 3)]
     assert np.isfinite(float(res.loss)) and 0.0 <= float(res.accuracy) <= 1.0
     jitted = jax.jit(lambda p, b: est.estimate(m, p, b, None))
