@@ -62,14 +62,22 @@ def test_loads_written_dataset(tiny_dir):
 
 
 def test_study_preprocessing_on_tiny_dataset(tiny_dir):
-    """28 x 28 -> 32 x 32 zero padding then Table 4 normalisation (MNIST statistics)."""
-    from holoeb.commands.study import normalise
+    """The registry's one order: 28 x 28 -> 32 x 32 zero padding of the raw image, then Table 4
+    normalisation (MNIST statistics), for a DCHN input and for a flattened dense input."""
+    from holoeb.data.registry import DATASETS, PREPARATION, load_dataset, register_dataset
 
     x, _ = td.load_tfds("tiny", "train", tiny_dir)
-    z = normalise(x, "mnist")
-    assert z.shape == (N_TRAIN, 32, 32, 1)
+    register_dataset("tiny", lambda split, data_dir: td.load_tfds("tiny", split, data_dir), *PREPARATION["mnist"])
+    try:
+        ds = load_dataset("tiny", "train", (32, 32, 1), tiny_dir)
+        flat = load_dataset("tiny", "train", (1024,), tiny_dir)
+    finally:
+        DATASETS.pop("tiny", None)
+    z = ds.x
+    assert z.shape == (N_TRAIN, 32, 32, 1) and ds.image_shape == (32, 32, 1)
     np.testing.assert_allclose(z[:, :2], -0.1307 / 0.3081, rtol=1e-6)  # padded border = black pixel
     np.testing.assert_allclose(z[:, 2:30, 2:30], (x / 255.0 - 0.1307) / 0.3081, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(flat.x, z.reshape(N_TRAIN, 1024))
 
 
 def test_missing_dataset_and_split_errors(tmp_path):
