@@ -6,7 +6,9 @@
 
 Same as `holoeb study ...`. Writes <out_dir>/table.md and <out_dir>/results.json.
 """
+import sys
+
 from holoeb.commands.study import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

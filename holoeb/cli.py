@@ -22,10 +22,12 @@ def build_parser():
 
 
 def main(argv=None):
+    from holoeb.errors import HoloebError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (HoloebError, ValueError, FileNotFoundError) as e:
         print(f"holoeb: error: {e}", file=sys.stderr)
         return 2
 

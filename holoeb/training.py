@@ -22,10 +22,12 @@ from tqdm import tqdm
 
 from holoeb import dynamics, homeostasis, parallel
 from holoeb.checkpoint import Checkpointer
+from holoeb.config import as_train_config
 from holoeb.diagnostics import layer_cosines, weight_angles
-from holoeb.data.pipeline import batches
-from holoeb.data.registry import load_dataset
+from holoeb.data.pipeline import batches, random_flip
+from holoeb.data.registry import dataset_spec, load_dataset
 from holoeb.estimators import make_estimator
+from holoeb.errors import ConfigError, DivergenceError
 from holoeb.estimators.base import rbp_delta
 from holoeb.models import make_model
 from holoeb.optim import make_optimizer
@@ -33,16 +35,16 @@ from holoeb.precision import with_free_dtype
 from holoeb.solvers import relax
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(DivergenceError):
     """Raised when a relaxation or gradient is not finite: the update is not applied."""
 
 
 def build(cfg):
-    """(model, estimator) from a config dict."""
-    mcfg = dict(cfg["model"])
-    model = make_model(mcfg.pop("name"), **mcfg)
-    ecfg = dict(cfg["estimator"])
-    estimator = make_estimator(ecfg.pop("name"), **ecfg)
+    """(model, estimator) from a config (TrainConfig or dict); make_model / make_estimator
+    validate the keyword arguments of the model and estimator sections."""
+    cfg = as_train_config(cfg)
+    model = make_model(cfg.model.name, **cfg.model.kwargs)
+    estimator = make_estimator(cfg.estimator.name, **cfg.estimator.kwargs)
     return model, estimator
 
 
@@ -115,8 +117,9 @@ def evaluate_dataset(eval_fn, params, ds, batch_size, mesh=None):
 
 def make_diagnostics(model, estimator, cfg):
     """Per-layer cosine vs RBP, weight angles and Jacobian symmetry on a fixed batch."""
-    num_samples = cfg["diagnostics"].get("num_samples", 20)
-    coords = cfg["homeostasis"].get("coordinates")
+    cfg = as_train_config(cfg)
+    num_samples = cfg.diagnostics.num_samples
+    coords = cfg.homeostasis.coordinates
 
     def diag(params, batch, rng):
         k1, k2 = jax.random.split(rng)
@@ -144,10 +147,18 @@ def _config_for_compare(cfg):
 
 
 def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
-    """Train per ``cfg`` (see holoeb.config.DEFAULTS); write outputs into ``run_dir``.
-    Returns the list of per-epoch metric dicts.
+    """Train per ``cfg`` (a holoeb.config.TrainConfig, or a plain dict merged over its
+    defaults); write outputs into ``run_dir`` (config.json, metrics.json / .csv,
+    curves.png, checkpoints/). Returns the list of per-epoch metric dicts.
 
-    training options beyond the defaults (all optional):
+    Each epoch: shuffled training batches (random horizontal flips when
+    data.random_flip, default per dataset from holoeb.data.registry), then evaluation
+    on the test split (val_loss / val_error, val_top5_error for > 10 classes) and the
+    diagnostics (when diagnostics.enabled). With training.eval_train the last epoch's
+    record also holds train_error / train_eval_loss: the error on the (unaugmented)
+    training set after training.
+
+    training options (holoeb.config.TrainingConfig):
       devices: number of local devices for data parallelism (default: all; the batch is split)
       distributed: call jax.distributed.initialize() first (multi-host, see holoeb.parallel)
       free_dtype: "bfloat16" | "float16" runs the free phase in half precision (holoeb.precision)
@@ -156,48 +167,49 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
       from the latest one if present (default true); checkpoint_every: also save every n steps.
     ``stop_after_steps`` raises TrainingInterrupted after that many steps of this call (tests).
     """
-    tcfg = cfg["training"]
-    dcfg = cfg["data"]
-    if tcfg.get("distributed"):
+    cfg = as_train_config(cfg)
+    cfg_dict = cfg.to_dict()
+    tcfg, dcfg, hcfg = cfg.training, cfg.data, cfg.homeostasis
+    if tcfg.distributed:
         parallel.initialize_distributed()
     model, estimator = build(cfg)
-    estimator = with_free_dtype(estimator, tcfg.get("free_dtype"), tcfg.get("free_refine_steps", 20))
+    estimator = with_free_dtype(estimator, tcfg.free_dtype, tcfg.free_refine_steps)
     is_main = jax.process_index() == 0
     os.makedirs(run_dir, exist_ok=True)
 
-    train_ds = load_dataset(dcfg["dataset"], "train", model.input_shape, dcfg.get("data_dir"), dcfg.get("train_size"))
-    val_ds = load_dataset(dcfg["dataset"], "test", model.input_shape, dcfg.get("data_dir"), dcfg.get("val_size"))
-    bs = int(tcfg["batch_size"])
+    spec = dataset_spec(dcfg.dataset)
+    train_ds = load_dataset(dcfg.dataset, "train", model.input_shape, dcfg.data_dir, dcfg.train_size, dcfg.normalize)
+    val_ds = load_dataset(dcfg.dataset, "test", model.input_shape, dcfg.data_dir, dcfg.val_size, dcfg.normalize)
+    flip = spec.flip if dcfg.random_flip is None else dcfg.random_flip
+    bs = tcfg.batch_size
     if len(train_ds) < bs:
-        raise ValueError(f"training set has {len(train_ds)} examples, fewer than one batch of {bs}")
-    mesh = parallel.make_mesh(tcfg.get("devices"))
+        raise ConfigError(f"training set has {len(train_ds)} examples, fewer than one batch of {bs} (training.batch_size)")
+    mesh = parallel.make_mesh(tcfg.devices)
     parallel.check_batch_size(bs, mesh)
     steps_per_epoch = len(train_ds) // bs
-    epochs = int(tcfg["epochs"])
+    epochs = tcfg.epochs
 
-    seed = int(tcfg.get("seed", 0))
+    seed = tcfg.seed
     key = jax.random.PRNGKey(seed)
     key, k_init = jax.random.split(key)
     params = model.init(k_init)
-    tx = make_optimizer(cfg["optimizer"], params, steps_per_epoch * epochs)
+    tx = make_optimizer(cfg.optimizer, params, steps_per_epoch, epochs)
     opt_state = tx.init(params)
     params, opt_state, key = parallel.replicate((params, opt_state, key), mesh)
-    hcfg = cfg["homeostasis"]
-    lam = float(hcfg.get("lambda", 0.0))
+    lam = hcfg.lambda_
     step = parallel.shard_step(
-        make_train_step(model, estimator, tx, lam, int(hcfg.get("num_samples", 5)), hcfg.get("coordinates"),
-                        hcfg.get("normalize", "per_unit")),
+        make_train_step(model, estimator, tx, lam, hcfg.num_samples, hcfg.coordinates, hcfg.normalize),
         mesh,
     )
     eval_fn = jax.jit(make_eval_step(model, estimator.T_free))
-    diag_fn = make_diagnostics(model, estimator, cfg)
-    nd = int(cfg["diagnostics"].get("batch_size", 100))
+    diag_fn = make_diagnostics(model, estimator, cfg) if cfg.diagnostics.enabled else None
+    nd = cfg.diagnostics.batch_size
     diag_np = dynamics.Batch(val_ds.x[:nd], val_ds.y[:nd])
     if len(diag_np.y) % mesh.size == 0:
         diag_batch = parallel.shard_batch(diag_np, mesh)
     else:
         diag_batch = parallel.replicate(dynamics.Batch(*map(jnp.asarray, diag_np)), mesh)
-    max_res = tcfg.get("max_residual")
+    max_res = tcfg.max_residual
     topk = model.num_classes > 10
 
     history = []
@@ -205,15 +217,15 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
     start_epoch, start_step, global_step = 1, 0, 0
     sums0 = {"loss": 0.0, "accuracy": 0.0, "residual": 0.0, "homeo_loss": 0.0}
     ckpt = None
-    if tcfg.get("checkpoint", True):
-        ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=int(tcfg.get("checkpoints_to_keep", 2)))
-        if tcfg.get("resume", True) and ckpt.latest_step() is not None:
+    if tcfg.checkpoint:
+        ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=tcfg.checkpoints_to_keep)
+        if tcfg.resume and ckpt.latest_step() is not None:
             saved_cfg_path = os.path.join(run_dir, "config.json")
             if os.path.exists(saved_cfg_path):
                 with open(saved_cfg_path) as f:
                     saved = json.load(f)
-                if _config_for_compare(saved) != _config_for_compare(cfg):
-                    raise ValueError(
+                if _config_for_compare(saved) != _config_for_compare(cfg_dict):
+                    raise ConfigError(
                         f"{run_dir} holds a checkpoint of a run with a different config; use another --out, "
                         "or --set training.resume=false to start over"
                     )
@@ -226,8 +238,8 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
             log(f"resuming from {ckpt.directory} at epoch {start_epoch}, step {start_step} (global step {global_step})")
     if is_main:
         with open(os.path.join(run_dir, "config.json"), "w") as f:
-            json.dump(cfg, f, indent=2)
-    every = int(tcfg.get("checkpoint_every") or 0)
+            json.dump(cfg_dict, f, indent=2)
+    every = int(tcfg.checkpoint_every or 0)
     steps_this_call = 0
 
     def save(epoch, step_in_epoch, rng_state, sums):
@@ -245,6 +257,9 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
         bar = tqdm(it, total=steps_per_epoch, initial=first, desc=f"epoch {epoch}/{epochs}",
                    disable=not (progress and is_main), leave=False)
         for i, b in enumerate(bar, start=first):
+            if flip:
+                # its own generator per (seed, epoch, step): a resumed run flips the same examples
+                b = dynamics.Batch(random_flip(b.x, np.random.default_rng((seed, epoch, i)), train_ds.image_shape), b.y)
             key, k = jax.random.split(key)
             params, opt_state, m = step(params, opt_state, parallel.shard_batch(b, mesh), k)
             if not bool(m["finite"]):
@@ -269,9 +284,7 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
                 raise TrainingInterrupted(f"stopped after {steps_this_call} steps (epoch {epoch}, step {i + 1})")
         train_time = time.time() - t0
         n_steps = steps_per_epoch - first
-        val = evaluate_dataset(eval_fn, params, val_ds, int(tcfg.get("eval_batch_size", 1000)), mesh)
-        key, kd = jax.random.split(key)
-        diag = _to_py(diag_fn(params, diag_batch, kd))
+        val = evaluate_dataset(eval_fn, params, val_ds, tcfg.eval_batch_size, mesh)
         rec = {
             "epoch": epoch,
             "train_loss": sums["loss"] / steps_per_epoch,
@@ -280,25 +293,32 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
             "val_loss": val["loss"],
             "val_error": val["error"],
             "val_residual": val["residual"],
-            "cosine_rbp": diag["cosine_rbp"],
-            "weight_angle": diag["weight_angle"],
-            "symmetry": diag["symmetry"],
-            "epoch_time_s": train_time,
-            "step_time_s": train_time / max(n_steps, 1),
         }
+        if diag_fn is not None:
+            key, kd = jax.random.split(key)
+            diag = _to_py(diag_fn(params, diag_batch, kd))
+            rec.update(cosine_rbp=diag["cosine_rbp"], weight_angle=diag["weight_angle"], symmetry=diag["symmetry"])
+        rec.update(epoch_time_s=train_time, step_time_s=train_time / max(n_steps, 1))
         if topk:
             rec["val_top5_error"] = val["top5_error"]
         if lam:
             rec["homeo_loss"] = sums["homeo_loss"] / steps_per_epoch
+        if tcfg.eval_train and epoch == epochs:
+            tr = evaluate_dataset(eval_fn, params, train_ds, tcfg.eval_batch_size, mesh)
+            rec.update(train_error=tr["error"], train_eval_loss=tr["loss"])
+            if topk:
+                rec["train_top5_error"] = tr["top5_error"]
         history.append(rec)
         log(
             f"epoch {epoch}: train loss {rec['train_loss']:.4f} acc {100 * rec['train_acc']:.2f}% | "
             f"val error {rec['val_error']:.2f}%" + (f" (top-5 {rec['val_top5_error']:.2f}%)" if topk else "") +
-            f" | cos vs RBP {np.round(rec['cosine_rbp'], 3).tolist()} | "
-            f"symmetry {rec['symmetry']:.3f} | {rec['step_time_s'] * 1e3:.1f} ms/step"
+            (f" | train error {rec['train_error']:.2f}%" if "train_error" in rec else "") +
+            (f" | cos vs RBP {np.round(rec['cosine_rbp'], 3).tolist()} | symmetry {rec['symmetry']:.3f}"
+             if diag_fn is not None else "") +
+            f" | {rec['step_time_s'] * 1e3:.1f} ms/step"
         )
         if is_main:
-            write_metrics(run_dir, cfg, history)
+            write_metrics(run_dir, cfg_dict, history)
         save(epoch + 1, 0, copy.deepcopy(data_rng.bit_generator.state), {k: 0.0 for k in sums0})
     if ckpt is not None:
         ckpt.close()
@@ -316,7 +336,31 @@ def write_metrics(run_dir, cfg, history):
         f.write(",".join(cols) + "\n")
         for r in flat:
             f.write(",".join(str(r.get(c, "")) for c in cols) + "\n")
-    plot_history(history, os.path.join(run_dir, "curves.png"), title=os.path.basename(os.path.normpath(run_dir)))
+    path, title = os.path.join(run_dir, "curves.png"), os.path.basename(os.path.normpath(run_dir))
+    if all("cosine_rbp" in r for r in history):
+        plot_history(history, path, title=title)
+    else:  # diagnostics off: loss and error curves only
+        _plot_loss_error(history, path, title)
+
+
+def _plot_loss_error(history, path, title=""):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in history]
+    fig, ax = plt.subplots(1, 2, figsize=(8, 3.6))
+    ax[0].plot(ep, [r["train_loss"] for r in history], "o-")
+    ax[0].set(title="train loss", xlabel="epoch")
+    ax[1].plot(ep, [r["val_error"] for r in history], "o-", color="C3", label="test")
+    ax[1].plot(ep, [100 * (1 - r["train_acc"]) for r in history], "o-", color="C0", label="train (running)")
+    ax[1].set(title="error (%)", xlabel="epoch")
+    ax[1].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def flatten_record(rec):

@@ -27,12 +27,12 @@ def test_protocols_follow_table5_and_the_authors_cost():
     cpu = study.config_from_args(p.parse_args([]))
     assert cpu.model == "dchn" and len(cpu.lrs) == len(cpu.channels) + 1
     for cfg in (paper, cpu):
-        assert (cfg.beta, cfg.cost_scale, cfg.T_free, cfg.K) == (0.25, 0.5, 60, 15)
+        assert (cfg.beta, cfg.cost_scale, cfg.T_free, cfg.T_nudge) == (0.25, 0.5, 60, 15)
 
 
 def test_study_writes_a_table_for_every_rule(tmp_path):
     cfg = _cfg(tmp_path, 'rules=["cl","c-ep","tbp"]', "channels=[2,2,2,2]", "n_train=256", "n_test=128",
-               "epochs=1", "T_free=5", "K=3")
+               "epochs=1", "T_free=5", "T_nudge=3")
     summary, md = study.run_study(cfg, log=lambda *a: None)
     assert set(summary) == {"cl", "c-ep", "tbp"}
     for rule, per in summary.items():

@@ -1,8 +1,8 @@
-"""`holoeb train`: train a model with any estimator on a config."""
+"""`holoeb train`: train a model with any estimator on a config (holoeb.config.TrainConfig)."""
 import os
 import time
 
-from holoeb.config import load_config, parse_value
+from holoeb.config import load_config, to_json
 
 SHORTCUTS = {
     # flag: (config path, type)
@@ -27,31 +27,25 @@ ESTIMATOR_ONLY = {"N", "beta", "T_nudge"}
 
 def register(subparsers):
     p = subparsers.add_parser("train", help="train a network with a gradient estimator; writes a run directory")
-    p.add_argument("--config", help="JSON config (see experiments/); defaults from holoeb.config.DEFAULTS")
+    p.add_argument("--config", help="JSON config (see experiments/); defaults: holoeb.config.TrainConfig")
     for flag, (_, typ) in SHORTCUTS.items():
         p.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, default=None)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config entry, e.g. --set optimizer.name=adam")
     p.add_argument("--out", help="run directory (default runs/<config>-<estimator>-<time>)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args):
-    from holoeb.training import train
-
     overrides = {}
     for flag, (path, _) in SHORTCUTS.items():
         v = getattr(args, flag)
         if v is not None:
             overrides[path] = v
-    for item in args.set:
-        if "=" not in item:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        overrides[k] = parse_value(v)
-    cfg = load_config(args.config, overrides)
     if args.estimator and args.estimator != "cauchy":
         # drop hyper-parameters the new estimator does not take (e.g. N for ep)
+        from holoeb.config import DEFAULTS
         from holoeb.estimators import ESTIMATORS, estimator_fields
 
         if args.estimator not in ESTIMATORS:
@@ -61,9 +55,18 @@ def run(args):
         bad = sorted(f for f in explicit if f not in allowed)
         if bad:
             raise SystemExit(f"estimator {args.estimator!r} does not take {bad}")
-        cfg["estimator"] = {k: v for k, v in cfg["estimator"].items() if k in allowed}
+        base = load_config(args.config).estimator.to_dict() if args.config else dict(DEFAULTS["estimator"])
+        est = {k: v for k, v in base.items() if k in allowed}
+        est.update({p.split(".", 1)[1]: overrides.pop(p) for p in list(overrides) if p.startswith("estimator.")})
+        overrides = {"estimator": est, **overrides}
+    cfg = load_config(args.config, overrides, sets=args.set)
+    if args.print_config:
+        print(to_json(cfg))
+        return 0
+    from holoeb.training import train
+
     name = os.path.splitext(os.path.basename(args.config or "default"))[0]
-    out = args.out or os.path.join("runs", f"{name}-{cfg['estimator']['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = args.out or os.path.join("runs", f"{name}-{cfg.estimator.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"run directory: {out}")
     history = train(cfg, out, progress=not args.no_progress)
     last = history[-1]

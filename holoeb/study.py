@@ -1,0 +1,235 @@
+"""The comparative study grid (Scellier, Ernoult, Kendall, Kumar, "Energy-Based Learning
+Algorithms for Analog Computing: A Comparative Study", arXiv:2312.15103; Sec. 4.1, Table 1).
+
+One energy-based model is trained per (rule, dataset, seed) with SGD + momentum,
+per-layer learning rates, weight decay and per-epoch cosine annealing (App. D, Table 5).
+``StudyConfig`` is the study's typed schema; ``train_config`` translates one cell of the
+grid into the one training config (holoeb.config.TrainConfig), and each cell is an
+ordinary run of ``holoeb.training.train`` in ``<out_dir>/<dataset>-<rule>-seed<seed>``
+(metrics.json / .csv, curves, checkpoints and resume, divergence guard). The study then
+writes a Table-1-like summary (train / test error per rule, mean over seeds) to
+``<out_dir>/table.md`` and ``<out_dir>/results.json``.
+
+Protocols (``PROTOCOLS``):
+  cpu   (default) DCHN with channels 16-32-64-64 (Table 5 architecture, 8x narrower),
+        gain 1.0, on a Fashion-MNIST subset (10k train / full 10k test), 4 epochs,
+        T=60, T_nudge=15, beta=0.25, Table 5 lrs;
+  dense dense Hopfield 1024-512-256-10, gain 0.5, same subset, 5 epochs;
+  paper DCHN of Table 5 on the full datasets, 100 epochs, 3 seeds.
+All protocols use C = 1/2 ||o - y||^2 (cost_scale 0.5) with beta = 0.25, as the authors'
+released code that produced Table 1 does (Sec. 3 prints ||o - y||^2; with that cost
+every nudge is twice as strong and every gradient twice as large).
+Data: holoeb.data.registry (Table 4 normalisation, 28 -> 32 zero padding of the raw
+image, then normalisation; flips on Fashion-MNIST / CIFAR training sets).
+"""
+import copy
+import dataclasses
+import json
+import os
+import time
+from typing import Optional, Tuple
+
+import numpy as np
+
+from holoeb.config import (TrainConfig, build_dataclass, check, field_type, parse_value, split_assignment, _finite)
+from holoeb.errors import ConfigError
+
+RULES = ("tbp", "rbp", "cl", "p-ep", "n-ep", "c-ep", "p-cpl", "n-cpl", "c-cpl")
+STUDY_DATASETS = ("mnist", "fashion_mnist", "svhn_cropped", "cifar10", "cifar100")
+
+
+@dataclasses.dataclass
+class StudyConfig:
+    rules: Tuple[str, ...] = RULES
+    datasets: Tuple[str, ...] = ("fashion_mnist",)
+    seeds: Tuple[int, ...] = (0,)
+    model: str = "dchn"  # dchn | hopfield
+    hidden: Tuple[int, ...] = (512, 256)  # dense Hopfield widths
+    channels: Tuple[int, ...] = (16, 32, 64, 64)  # DCHN channels (Table 5: 128, 256, 512, 512)
+    gains: Tuple[float, ...] = (1.0,)
+    schedule: str = "async"
+    beta: float = 0.25
+    cost_scale: float = 0.5  # C = c ||o - y||^2: 1/2 as in the authors' code that produced Table 1 (Sec. 3 prints c = 1)
+    T_free: int = 60
+    T_nudge: int = 15  # energy rules: nudged-phase iterations; TBP: truncation depth K
+    relax_dtype: Optional[str] = None
+    lrs: Tuple[float, ...] = (0.0625, 0.0375, 0.025, 0.02, 0.0125)  # per layer (Table 5)
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    eta_min: float = 2e-6
+    epochs: int = 4
+    T_max: Optional[int] = None  # cosine period in epochs (default: epochs)
+    batch_size: int = 128
+    n_train: int = 10000  # 0: full training set
+    n_test: int = 0  # 0: full test set
+    random_flip: Optional[bool] = None  # null: per dataset (App. D)
+    diagnostics: bool = False  # per-epoch cosine vs RBP / symmetry diagnostics of holoeb.training
+    data_dir: Optional[str] = None
+    out_dir: str = "runs/study"
+
+    def validate(self):
+        check(self.model in ("dchn", "hopfield"), "model", "'dchn' or 'hopfield'", self.model)
+        for k in ("epochs", "batch_size", "T_free", "T_nudge"):
+            check(getattr(self, k) >= 1, k, "a positive integer", getattr(self, k))
+        check(self.n_train >= 0 and self.n_test >= 0, "n_train / n_test", ">= 0 (0: all)", (self.n_train, self.n_test))
+        check(_finite(self.beta) and self.beta != 0, "beta", "finite and non-zero", self.beta)
+        check(all(_finite(v) and v > 0 for v in self.lrs), "lrs", "finite and > 0", self.lrs)
+        check(_finite(self.eta_min) and self.eta_min >= 0, "eta_min", "finite and >= 0", self.eta_min)
+        check(len(self.seeds) >= 1 and len(self.rules) >= 1 and len(self.datasets) >= 1, "rules / datasets / seeds",
+              "non-empty", (self.rules, self.datasets, self.seeds))
+
+
+PROTOCOLS = {
+    "cpu": {},
+    "dense": dict(model="hopfield", hidden=(512, 256), gains=(0.5,), lrs=(0.0625, 0.0375, 0.0125), epochs=5),
+    "paper": dict(model="dchn", channels=(128, 256, 512, 512), gains=(0.5,), epochs=100, n_train=0,
+                  n_test=0, datasets=STUDY_DATASETS, seeds=(0, 1, 2)),
+}
+
+
+def load_study_config(protocol="cpu", path=None, overrides=None, sets=()):
+    """StudyConfig from a protocol <- JSON file <- ``overrides`` (field -> value) <- ``sets``
+    ('field=text'); unknown fields and wrong types raise ConfigError naming the field."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown study protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}")
+    fields = dataclasses.asdict(StudyConfig())
+    fields.update(copy.deepcopy(PROTOCOLS[protocol]))
+    if path:
+        with open(path) as f:
+            try:
+                user = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"study config {path}: not valid JSON ({e})") from e
+        if not isinstance(user, dict):
+            raise ConfigError(f"study config {path}: expected a JSON object of StudyConfig fields")
+        fields.update(user)
+    fields.update(copy.deepcopy(overrides or {}))
+    for item in sets or ():
+        k, text = split_assignment(item)
+        fields[k] = parse_value(text, field_type(StudyConfig, k))
+    cfg = build_dataclass(StudyConfig, fields, "", what="study setting")
+    cfg.validate()
+    return cfg
+
+
+# ---- one cell of the grid -> one training config --------------------------------------------------
+def estimator_section(rule, cfg):
+    """make_estimator keyword arguments of ``rule`` under the study's settings."""
+    hp = {"name": rule, "T_free": cfg.T_free}
+    if rule == "tbp":
+        hp["K"] = cfg.T_nudge  # truncated BPTT over the last T_nudge iterations
+    elif rule != "rbp":
+        hp["T_nudge"] = cfg.T_nudge
+        hp["relax_dtype"] = cfg.relax_dtype
+        if rule != "cl":
+            hp["beta"] = cfg.beta
+    return hp
+
+
+def model_section(cfg, dataset):
+    from holoeb.data.registry import dataset_spec
+
+    spec = dataset_spec(dataset)
+    channels = spec.channels or 1
+    n_layers = (len(cfg.hidden) if cfg.model == "hopfield" else len(cfg.channels)) + 1
+    gains = list(cfg.gains) * n_layers if len(cfg.gains) == 1 else list(cfg.gains)
+    common = dict(num_classes=spec.num_classes, gains=gains, schedule=cfg.schedule, cost_scale=cfg.cost_scale)
+    if cfg.model == "hopfield":  # 32 x 32 (padded) images, flattened
+        return dict(name="hopfield", in_features=32 * 32 * channels, hidden=list(cfg.hidden), **common)
+    return dict(name="dchn", in_channels=channels, image_size=32, channels=list(cfg.channels), **common)
+
+
+def _data_dir(cfg, dataset):
+    # one --data-dir serves the TFDS datasets; Fashion-MNIST reads it only when it holds the IDX files
+    if dataset == "fashion_mnist" and cfg.data_dir and not os.path.exists(
+            os.path.join(cfg.data_dir, "train-labels-idx1-ubyte.gz")) and not os.path.exists(
+            os.path.join(cfg.data_dir, "train-labels-idx1-ubyte")):
+        return None
+    return cfg.data_dir
+
+
+def train_config(cfg, rule, dataset, seed):
+    """The holoeb.config.TrainConfig of one (rule, dataset, seed) cell of the study."""
+    return TrainConfig.from_dict({
+        "description": f"comparative study: {rule} on {dataset}, seed {seed}",
+        "model": model_section(cfg, dataset),
+        "estimator": estimator_section(rule, cfg),
+        "optimizer": dict(name="sgd", learning_rate=max(cfg.lrs), momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                          schedule="cosine_epochs", eta_min=cfg.eta_min, T_max=cfg.T_max, layer_lrs=list(cfg.lrs)),
+        "data": dict(dataset=dataset, data_dir=_data_dir(cfg, dataset), train_size=cfg.n_train or None,
+                     val_size=cfg.n_test or None, random_flip=cfg.random_flip, normalize=True),
+        "training": dict(batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed, eval_batch_size=1000, eval_train=True),
+        "homeostasis": {"lambda": 0.0},
+        "diagnostics": dict(enabled=cfg.diagnostics),
+    })
+
+
+def run_dir(cfg, rule, dataset, seed):
+    return os.path.join(cfg.out_dir, f"{dataset}-{rule}-seed{seed}")
+
+
+def train_one(rule, dataset, seed, cfg, log=print, progress=False):
+    """Train one cell through holoeb.training.train; its train / test error after training."""
+    from holoeb.training import train
+
+    tcfg = train_config(cfg, rule, dataset, seed)
+    d = run_dir(cfg, rule, dataset, seed)
+    t0 = time.time()
+    history = train(tcfg, d, progress=progress, log=lambda msg: log(f"  {rule:6s} {dataset} seed {seed} {msg}"))
+    last = history[-1]
+    return dict(rule=rule, dataset=dataset, seed=seed, train_error=last["train_error"], test_error=last["val_error"],
+                history=history, time_s=time.time() - t0, run_dir=d)
+
+
+def summarise(results, cfg):
+    """{rule: {dataset: {test, train, test_std, n}}} and a markdown table like Table 1."""
+    table = {}
+    for r in results:
+        table.setdefault(r["rule"], {}).setdefault(r["dataset"], []).append(r)
+    summary = {
+        rule: {
+            ds: dict(test=float(np.mean([r["test_error"] for r in rs])), train=float(np.mean([r["train_error"] for r in rs])),
+                     test_std=float(np.std([r["test_error"] for r in rs])), n=len(rs))
+            for ds, rs in per.items()
+        }
+        for rule, per in table.items()
+    }
+    head = "| rule | " + " | ".join(f"{d} test | {d} train" for d in cfg.datasets) + " |"
+    sep = "|---|" + "---|---|" * len(cfg.datasets)
+    rows = []
+    for rule in cfg.rules:
+        cells = []
+        for d in cfg.datasets:
+            s = summary.get(rule, {}).get(d)
+            cells += [f"{s['test']:.2f}" if s else "-", f"{s['train']:.2f}" if s else "-"]
+        rows.append(f"| {rule.upper()} | " + " | ".join(cells) + " |")
+    md = "\n".join([f"Error rates in % (mean over seeds {list(cfg.seeds)}); protocol: {json.dumps(dataclasses.asdict(cfg))}",
+                    "", head, sep] + rows) + "\n"
+    return summary, md
+
+
+def run_study(cfg, log=print, progress=False):
+    """Train every (dataset, rule, seed) cell (one run directory each, resumed if present) and
+    write <out_dir>/results.json and table.md after each; returns (summary, markdown table)."""
+    unknown = sorted(set(cfg.rules) - set(RULES))
+    if unknown:
+        raise ConfigError(f"unknown rule(s) {unknown}; choose from {RULES}")
+    from holoeb.data.registry import dataset_spec
+
+    for ds in cfg.datasets:
+        dataset_spec(ds)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    results = []
+    summary, md = summarise(results, cfg)
+    for ds in cfg.datasets:
+        for rule in cfg.rules:
+            for seed in cfg.seeds:
+                r = train_one(rule, ds, seed, cfg, log, progress)
+                log(f"{rule} {ds} seed {seed}: train {r['train_error']:.2f}% test {r['test_error']:.2f}% ({r['time_s']:.0f}s)")
+                results.append(r)
+                summary, md = summarise(results, cfg)
+                with open(os.path.join(cfg.out_dir, "results.json"), "w") as f:
+                    json.dump(dict(config=dataclasses.asdict(cfg), summary=summary, runs=results), f, indent=1)
+                with open(os.path.join(cfg.out_dir, "table.md"), "w") as f:
+                    f.write(md)
+    return summary, md
