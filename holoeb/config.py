@@ -271,13 +271,15 @@ class HomeostasisConfig:
     # authors' code, the scale of the paper's lambda values); "sum" is Eq. 12 as printed
     lambda_: float = 0.0
     num_samples: int = 5
-    coordinates: Optional[List[int]] = None
+    coordinates: Optional[str] = None  # activity | pre_activation (null: the model's default)
     normalize: str = "per_unit"
 
     def validate(self, p="homeostasis"):
         check(_finite(self.lambda_) and self.lambda_ >= 0, f"{p}.lambda", "finite and >= 0", self.lambda_)
         check(self.num_samples >= 1, f"{p}.num_samples", "an integer >= 1", self.num_samples)
         check(self.normalize in ("per_unit", "sum"), f"{p}.normalize", "'per_unit' or 'sum'", self.normalize)
+        check(self.coordinates in (None, "activity", "pre_activation"), f"{p}.coordinates",
+              "null, 'activity' or 'pre_activation'", self.coordinates)
 
 
 @dataclasses.dataclass

@@ -49,3 +49,49 @@ def test_prepare_and_batches():
     ds = Dataset(flat, np.arange(10))
     got = [b.y for b in batches(ds, 3, np.random.default_rng(0))]
     assert len(got) == 3 and len(np.unique(np.concatenate(got))) == 9
+
+
+def test_one_preparation_table_follows_the_comparative_study():
+    """Table 4 / App. D of the comparative study (arXiv:2312.15103): mean, std, flips."""
+    from holoeb.data.registry import DATASETS, PREPARATION
+
+    assert PREPARATION["cifar10"][2] == (3 * 0.2023, 3 * 0.1994, 3 * 0.2010)
+    assert PREPARATION["fashion_mnist"][1:] == ((0.2860,), (0.3530,), True)
+    assert PREPARATION["mnist"][1:] == ((0.1307,), (0.3081,), False)
+    assert PREPARATION["cifar100"][0] == 100 and PREPARATION["cifar100"][3] and not PREPARATION["svhn_cropped"][3]
+    assert DATASETS["fashion_mnist"].num_classes == 10 and DATASETS["fashion_mnist"].flip
+
+
+def test_pad_raw_then_normalise_for_conv_and_dense_inputs():
+    from holoeb.data.registry import DATASETS, load_dataset, normalise, register_dataset
+
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    register_dataset("toy28", lambda split, data_dir: (imgs, np.arange(5) % 2), 2, (0.25,), (0.5,), flip=True)
+    try:
+        conv = load_dataset("toy28", "train", (32, 32, 1))
+        dense = load_dataset("toy28", "train", (1024,))
+        raw = load_dataset("toy28", "train", (784,))
+        plain = load_dataset("toy28", "train", (784,), normalize=False)
+    finally:
+        DATASETS.pop("toy28")
+    assert conv.image_shape == (32, 32, 1) and dense.image_shape == (32, 32, 1) and raw.image_shape == (28, 28, 1)
+    np.testing.assert_allclose(conv.x[:, :2], -0.25 / 0.5)  # the border is a black pixel, normalised
+    np.testing.assert_allclose(conv.x[:, 2:30, 2:30, 0], (imgs / 255.0 - 0.25) / 0.5, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(dense.x, conv.x.reshape(5, 1024))
+    np.testing.assert_allclose(raw.x, ((imgs / 255.0 - 0.25) / 0.5).reshape(5, 784), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(plain.x, (imgs / 255.0).reshape(5, 784), rtol=1e-6)
+    np.testing.assert_allclose(normalise(imgs, "fashion_mnist")[:, 0, 0, 0], -0.2860 / 0.3530, rtol=1e-6)
+
+
+def test_random_flip_flips_images_also_when_flattened():
+    from holoeb.data.pipeline import random_flip
+
+    x = np.arange(6 * 2 * 3 * 2, dtype=np.float32).reshape(6, 2, 3, 2)
+    a = random_flip(x, np.random.default_rng(1))
+    b = random_flip(x.reshape(6, -1), np.random.default_rng(1), (2, 3, 2))
+    np.testing.assert_array_equal(a.reshape(6, -1), b)
+    flipped = [bool(np.array_equal(a[i], x[i, :, ::-1])) for i in range(6)]
+    kept = [bool(np.array_equal(a[i], x[i])) for i in range(6)]
+    assert all(f != k for f, k in zip(flipped, kept)) and 0 < sum(flipped) < 6
+    np.testing.assert_array_equal(flipped, np.random.default_rng(1).random(6) < 0.5)

@@ -41,6 +41,39 @@ def test_cli_train_writes_run_directory(tmp_path):
     assert abs(ev["error"] - hist[-1]["val_error"]) < 1e-9
 
 
+def test_final_train_error_flips_and_no_diagnostics(tmp_path):
+    """training.eval_train adds the final training-set error (unaugmented data) to the last
+    epoch; flips change training but not the evaluation; diagnostics can be switched off."""
+    from holoeb.commands.bias import load_run_params
+    from holoeb.config import load_config
+    from holoeb.data.registry import DATASETS, load_dataset, register_dataset
+    from holoeb.training import evaluate_dataset, make_eval_step, train
+
+    rng = np.random.default_rng(0)
+    y = np.arange(64) % 2
+    imgs = np.where(y[:, None, None] == 1, np.tile(np.linspace(0, 255, 4), (4, 1)), 60.0)
+    imgs = np.clip(imgs + rng.normal(0, 20, (64, 4, 4)), 0, 255).astype(np.uint8)  # class 1: a left-right ramp
+    register_dataset("ramps", lambda split, data_dir: (imgs, y), 2, (0.5,), (0.25,), flip=False)
+    over = {"model": {"name": "mlp", "in_features": 16, "hidden": [8], "num_classes": 2},
+            "estimator": {"name": "ep", "beta": 0.5, "T_free": 10, "T_nudge": 5}, "data.dataset": "ramps",
+            "training.epochs": 2, "training.batch_size": 16, "training.eval_train": True, "diagnostics.enabled": False}
+    quiet = lambda *a: None
+    try:
+        hist = train(load_config(None, over), str(tmp_path / "a"), progress=False, log=quiet)
+        flipped = train(load_config(None, dict(over, **{"data.random_flip": True})), str(tmp_path / "b"),
+                        progress=False, log=quiet)
+        m = make_model("mlp", in_features=16, hidden=(8,), num_classes=2)
+        ds = load_dataset("ramps", "train", m.input_shape)
+    finally:
+        DATASETS.pop("ramps")
+    assert "train_error" not in hist[0] and "cosine_rbp" not in hist[0]
+    ev = evaluate_dataset(jax.jit(make_eval_step(m, 10)), load_run_params(str(tmp_path / "a")), ds, 1000)
+    assert abs(ev["error"] - hist[-1]["train_error"]) < 1e-9 and abs(ev["loss"] - hist[-1]["train_eval_loss"]) < 1e-6
+    assert flipped[0]["train_loss"] != hist[0]["train_loss"]
+    assert os.path.exists(tmp_path / "a" / "curves.png")
+    assert json.load(open(tmp_path / "b" / "config.json"))["data"]["random_flip"] is True
+
+
 def test_cli_rejects_hyperparameter_of_other_estimator(tmp_path):
     import pytest
 
