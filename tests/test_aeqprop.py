@@ -96,13 +96,16 @@ def test_hopfield_layer_update_is_the_exact_coordinate_minimiser():
             assert bool(jnp.all(jnp.where(new >= hi - 1e-12, g <= 1e-12, True)))
 
 
-def test_hopfield_phase2_equals_naive_alternation():
-    """Phase 2 (generic parameter argmin by autodiff) against an alternation of state sweeps and
-    the dense Hopfield's closed-form parameter argmin."""
+@pytest.mark.parametrize("input_shortcut", (False, True))
+def test_hopfield_phase2_equals_naive_alternation(input_shortcut):
+    """Phase 2 (generic parameter argmin by autodiff; with the shortcut, x w1 through the Gram
+    matrix x x^T) against an alternation of state sweeps and the dense Hopfield's closed-form
+    parameter argmin."""
     with jax.enable_x64(True):
         m, th, x, y = tiny_hopfield()
         eps = eps_tree(0.05, th)
-        out = aeqprop_step(m, th, x, y, eps=0.05, beta1=-0.25, beta2=0.25, steps1=30, steps2=15)
+        out = aeqprop_step(m, th, x, y, eps=0.05, beta1=-0.25, beta2=0.25, steps1=30, steps2=15,
+                           input_shortcut=input_shortcut)
 
         def body(_, c):
             s, t = c

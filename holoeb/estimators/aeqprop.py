@@ -52,7 +52,10 @@ class Aeqprop(Estimator):
     """free: phase 1 (and the beta = 0 prediction relaxation); nudge: phase 2.
     eps: coupling strength (scalar); eps_per_param: optional tuple of (parameter name in
     params["net"], eps) pairs overriding it (per-component coupling, Appendix A).
-    controller_gain: gain of the iterative controller in the exact relaxation (1 = dead-beat)."""
+    controller_gain: gain of the iterative controller in the exact relaxation (1 = dead-beat).
+    input_shortcut: optional speed-up of phase 2 for the dense Hopfield ('hopfield' only, exact
+    relaxation, scalar eps on w1): x w1 is updated through the B x B Gram matrix x x^T instead
+    of materialising w1 every iteration (same result; see aeqprop_relaxation.dense_input_phase2)."""
 
     free: Relaxation = Relaxation(50)
     nudge: Relaxation = Relaxation(50)
@@ -63,6 +66,7 @@ class Aeqprop(Estimator):
     relaxation: str = "exact"
     controller: str = "one_step"
     controller_gain: float = 1.0
+    input_shortcut: bool = False
     name = "aeqprop"
     requires_energy = True  # Estimator.check_model refuses non-energy models (ModelEstimatorMismatch)
 
@@ -84,6 +88,8 @@ class Aeqprop(Estimator):
             raise ConfigError(f"unknown controller {self.controller!r}; choose one of {list(CONTROLLERS)}")
         if not (math.isfinite(self.controller_gain) and 0 < self.controller_gain <= 2):
             raise ConfigError(f"controller_gain must lie in (0, 2], got {self.controller_gain!r}")
+        if self.input_shortcut and self.relaxation != "exact":
+            raise ConfigError("input_shortcut applies to relaxation='exact' only")
         if self.compare_rbp:
             raise ConfigError("compare_rbp is not available for aeqprop (it reports its own error, see the docstring)")
 
@@ -121,7 +127,7 @@ class Aeqprop(Estimator):
         eps = self.eps_for(params)
         out = aeqprop_step(model, params, x, y, eps=eps, beta1=b1, beta2=b2, relaxation=self.relaxation,
                            controller=self.controller, steps1=self.free, steps2=self.nudge,
-                           controller_gain=self.controller_gain)
+                           controller_gain=self.controller_gain, input_shortcut=self.input_shortcut)
         grads = aeqprop_gradient(params, out.theta, eps, b2 - b1)
         if b1 == 0 and self.relaxation == "exact" and self.controller == "one_step":
             s_free = out.state1

@@ -49,13 +49,15 @@ def check_options(relaxation, controller):
 
 
 def aeqprop_step(model, theta, x, y, *, eps, beta1, beta2, relaxation="exact", controller="one_step",
-                 steps1=50, steps2=50, s0=None, u0=None, controller_gain=1.0):
+                 steps1=50, steps2=50, s0=None, u0=None, controller_gain=1.0, input_shortcut=False):
     """Run phases 1 and 2 of Aeqprop on the batch (x, y) from parameters theta = theta_{t-1}.
 
     beta1 < beta2 are Python floats (see holoeb.estimators.aeqprop_variants.nudges).
     ``steps1`` / ``steps2``: each phase's `holoeb.solvers.Relaxation` (or its number of
     iterations). ``s0``: initial state (default model.init_state); ``u0``: initial knobs for
-    the iterative controller (default theta: the knobs left where the parameters are)."""
+    the iterative controller (default theta: the knobs left where the parameters are).
+    ``input_shortcut``: phase 2 of the exact relaxation without materialising w1 (dense
+    Hopfield only, see aeqprop_relaxation.dense_input_phase2; same result)."""
     check_options(relaxation, controller)
     phase1, phase2 = Relaxation.coerce(steps1, "phase 1"), Relaxation.coerce(steps2, "phase 2")
     concrete = all(isinstance(b, (int, float)) for b in (beta1, beta2))
@@ -75,8 +77,10 @@ def aeqprop_step(model, theta, x, y, *, eps, beta1, beta2, relaxation="exact", c
             theta1 = theta
         else:
             s1, theta1, u, res1 = exact_homeostasis(model, theta, u0, eps_t, x, y, beta1, s0, phase1, controller_gain)
-        s2, theta2, res2 = exact_phase2(model, u, eps_t, x, y, beta2, s1, phase2)
+        s2, theta2, res2 = exact_phase2(model, u, eps_t, x, y, beta2, s1, phase2, input_shortcut)
     else:
+        if input_shortcut:
+            raise ConfigError("input_shortcut applies to the exact relaxation only")
         if controller == "one_step":
             r1 = gradient_relax(model, u0, theta, s0, x, y, eps_t, beta1, phase1, float_theta=False)
             u = one_step_controller(model, theta, x, r1.state, eps_t)

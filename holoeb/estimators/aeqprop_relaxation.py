@@ -12,9 +12,10 @@ Two simulators of the physics, both running in the one loop `iterate`:
       argmin_theta sum ||u - theta||^2 / 2 eps + mean_b E(theta, x, s)         (`param_argmin`)
 
   from autodiff of E (no per-model formulas): for E linear in theta (dense Hopfield; the DCHN
-  away from ties of its max pooling) it is u - eps dE/dtheta(s), exactly; for E quadratic in
-  theta (the regression system of Sec. 5.2) a Newton step solved by preconditioned conjugate
-  gradients with autodiff Hessian-vector products, exact in at most rank(H) + 1 iterations.
+  away from ties of its max pooling) it is u - eps dE/dtheta(s), exactly; a model whose E is
+  quadratic in theta (the regression system of Sec. 5.2) says so with the class attribute
+  ``linear_in_params = False`` and gets a Newton step solved by preconditioned conjugate
+  gradients with autodiff Hessian-vector products (exact in at most rank(H) + 1 iterations).
   For the max-pooled DCHN, dE/dtheta depends on theta through the pooling's argmax; the
   step is taken at the previous parameters, so phase 2's alternation converges to the
   stationary point theta = u - eps dE/dtheta(theta, s).
@@ -41,11 +42,18 @@ import jax
 import jax.numpy as jnp
 
 from holoeb import energy
+from holoeb.errors import ConfigError
 from holoeb.estimators.aeqprop_box import output_argmin, output_bounds
 from holoeb.estimators.aeqprop_coupling import eps_tree, global_energy, param_grad, tree_axpy
 from holoeb.solvers import Relaxation, state_norm
 
 PARAM_CG_MAX_ITERS = 64  # bound on the conjugate-gradient iterations of `param_argmin`
+
+
+def linear_in_params(model):
+    """E linear in theta (the EnergyModel default: 'hopfield', 'dchn'); False for models
+    that declare an energy quadratic in theta (``linear_in_params = False``)."""
+    return getattr(model, "linear_in_params", True)
 
 
 # ---- the one loop ---------------------------------------------------------------------------
@@ -92,14 +100,17 @@ def _vdot(a, b):
 def param_argmin(model, u, eps, x, s, theta0=None, max_iters=PARAM_CG_MAX_ITERS):
     """argmin_theta sum_k ||u_k - theta_k||^2 / 2 eps_k + mean_b E(theta, x, s_b).
 
-    Newton step from theta0 (u by default): solve (D + H) delta = (u - theta0)/eps - g(theta0),
-    D = diag(1/eps), g = dE/dtheta, H = d^2E/dtheta^2 (Hessian-vector products by autodiff),
-    by conjugate gradients preconditioned with diag(eps). H = 0 (E linear in theta): the
-    first iterate is delta = u - theta0 - eps g(theta0) exactly and the residual vanishes."""
+    E linear in theta: u - eps dE/dtheta(theta0, s) (exact; theta0 matters only where dE/dtheta
+    is piecewise constant in theta, e.g. max pooling). Otherwise a Newton step from theta0
+    (u by default): solve (D + H) delta = (u - theta0)/eps - g(theta0), D = diag(1/eps),
+    g = dE/dtheta, H = d^2E/dtheta^2 (Hessian-vector products by autodiff), by conjugate
+    gradients preconditioned with diag(eps) (for H = 0 the first iterate is the linear step)."""
     eps = eps_tree(eps, u)
     theta0 = u if theta0 is None else theta0
     grad = lambda p: param_grad(model, p, x, s)
     g0 = grad(theta0)
+    if linear_in_params(model):
+        return jax.tree_util.tree_map(lambda a, e, g: a - e * g, u, eps, g0)
     r = jax.tree_util.tree_map(lambda a, p, e, g: (a - p) / e - g, u, theta0, eps, g0)
     z = jax.tree_util.tree_map(lambda e, ri: e * ri, eps, r)
     rz0 = _vdot(r, z)
@@ -139,11 +150,14 @@ def relax_state(model, theta, x, y, beta, s0, relaxation, schedule=None):
     return s, res
 
 
-def exact_phase2(model, u, eps, x, y, beta, s0, relaxation):
+def exact_phase2(model, u, eps, x, y, beta, s0, relaxation, input_shortcut=False):
     """Clamped knobs u, nudge beta: iterations of [state sweep at theta; theta <- argmin_theta
-    calE(u, ., s)]. Returns (state, theta, per-example last state change)."""
+    calE(u, ., s)]. Returns (state, theta, per-example last state change).
+    ``input_shortcut``: see `dense_input_phase2` (same result, fewer flops)."""
     relaxation = Relaxation.coerce(relaxation)
     eps = eps_tree(eps, u)
+    if input_shortcut:
+        return dense_input_phase2(model, u, eps, x, y, beta, s0, relaxation)
 
     def step(c):
         s, theta = c
@@ -153,6 +167,50 @@ def exact_phase2(model, u, eps, x, y, beta, s0, relaxation):
     theta0 = param_argmin(model, u, eps, x, s0)
     (s, theta), res, _ = iterate(step, (s0, theta0), relaxation)
     return s, theta, res
+
+
+def dense_input_phase2(model, u, eps, x, y, beta, s0, relaxation):
+    """`exact_phase2` for a model whose input drive is (x @ net["w1"],) with E linear in theta
+    (the dense Hopfield, holoeb.models.hopfield.DenseHopfield), a scalar eps on w1, without
+    materialising w1 (n_0 x n_1) in the loop: after the parameter step w1 = u_w1 + eps_w1 x^T s_1 / B,
+
+        x w1 = x u_w1 + eps_w1 (x x^T / B) s_1        (a B x B Gram matrix, computed once),
+
+    and the other parameters' step is autodiff of the primitive at that drive."""
+    from holoeb.models.hopfield import DenseHopfield  # the models whose drive is x @ w1
+
+    if not isinstance(model, DenseHopfield) or not linear_in_params(model):
+        raise ConfigError(f"the dense input shortcut needs a model whose drive is x @ w1 ('hopfield'), "
+                          f"got {type(model).__name__}")
+    e1 = eps["net"]["w1"]
+    if jnp.ndim(e1) != 0:
+        raise ConfigError("the dense input shortcut needs a scalar coupling eps on w1")
+    B = x.shape[0]
+    dt = u["net"]["w1"].dtype
+    xf = x.astype(dt)
+    xu = xf @ u["net"]["w1"]
+    gram = e1 * (xf @ xf.T) / B
+    rest = {k: v for k, v in u["net"].items() if k != "w1"}
+    eps_rest = {k: v for k, v in eps["net"].items() if k != "w1"}
+
+    def net_of(s):
+        """The parameter step of every parameter but w1 (stale: the drive replaces x w1)."""
+        drive = (xu + gram @ s[0].astype(dt),)
+        sf = jax.lax.stop_gradient(tuple(v.astype(dt) for v in s))
+        g = jax.grad(lambda r: -jnp.mean(model.primitive({**r, "w1": u["net"]["w1"]}, sf, drive)))(rest)
+        new = jax.tree_util.tree_map(lambda a, e, gi: a - e * gi, rest, eps_rest, g)
+        return {**new, "w1": u["net"]["w1"]}, drive
+
+    def step(c):
+        (s,) = c
+        net, drive = net_of(s)
+        theta = {**u, "net": net}
+        out = output_argmin(model, theta, s, y, beta)
+        return (energy.schedule_step(model, net, s, tuple(d.astype(s[0].dtype) for d in drive), out,
+                                     relaxation.schedule or model.schedule),)
+
+    (s,), res, _ = iterate(step, (s0,), relaxation)
+    return s, param_argmin(model, u, eps, x, s), res
 
 
 def exact_homeostasis(model, theta_target, u0, eps, x, y, beta, s0, relaxation, gain=1.0):

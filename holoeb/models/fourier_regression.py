@@ -49,6 +49,8 @@ class FourierRegression(EnergyModel):
     schedule: str = "sync"  # one layer: both schedules are the same
     cost_scale: float = None  # derived: 1 / (2 (1 + 2 kappa)) (contract coordinates, see the module docstring)
 
+    linear_in_params = False  # E is quadratic in theta: Aeqprop's parameter argmin is a Newton/CG solve
+
     def __post_init__(self):
         if isinstance(self.max_freq, bool) or int(self.max_freq) != self.max_freq or self.max_freq < 0:
             raise ConfigError(f"max_freq must be a non-negative integer, got {self.max_freq!r}")
