@@ -12,7 +12,7 @@ from holoeb.estimators import make_estimator
 from holoeb.estimators.aeqprop_box import box_quadratic_argmin, output_argmin
 from holoeb.estimators.aeqprop_coupling import eps_tree
 from holoeb.estimators.aeqprop_procedure import aeqprop_step
-from holoeb.estimators.aeqprop_relaxation import state_step
+from holoeb.estimators.aeqprop_relaxation import param_argmin, state_step
 from holoeb.estimators.aeqprop_variants import nudges
 from holoeb.models import make_model
 from holoeb.models.fourier_regression import FourierRegression, fourier_features
@@ -311,3 +311,84 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="unbounded"):
         sys_ = FourierRegression()
         aeqprop_step(sys_, sys_.init(), jnp.zeros((1, 1)), jnp.zeros(1), eps=0.1, beta1=-1.5, beta2=0.0)
+
+
+# ---- every energy model of the registry -------------------------------------------------------
+def test_generic_parameter_step_is_the_dense_closed_form():
+    """argmin_theta ||u - theta||^2/2eps + mean E(theta, x, s) by autodiff of E equals the dense
+    Hopfield's closed form w_k = u + eps mean s_{k-1}^T s_k, b_k = u + eps mean s_k (per-component eps)."""
+    with jax.enable_x64(True):
+        m, th, x, y = tiny_hopfield()
+        u = jax.tree_util.tree_map(lambda p: p + 0.1, th)
+        s = tuple(jax.random.uniform(jax.random.PRNGKey(7 + k), v.shape, jnp.float64)
+                  for k, v in enumerate(m.init_state(x)))
+        eps = {"net": {"w1": 0.03, "b1": 0.2, "w2": 0.07, "b2": 0.5}, "readout": {}}
+        got = param_argmin(m, u, eps, x, s)
+        want = closed_form_params(u, eps_tree(eps, u), x, s)
+        np.testing.assert_allclose(flat(got), flat(want), rtol=1e-14, atol=1e-15)
+
+
+def small_dchn_problem():
+    m = make_model("dchn", in_channels=1, image_size=8, channels=(2, 2), num_classes=3, gains=0.5)
+    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), m.init(jax.random.PRNGKey(0)))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 1), jnp.float64)
+    return m, params, x, jnp.array([0, 1, 2, 1])
+
+
+def cosine(a, b):
+    a, b = flat(a), flat(b)
+    return float(a @ b / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))
+
+
+def test_aeqprop_on_dchn_matches_the_true_gradient():
+    """Theorem 1: eps beta grads = eps beta dL/dtheta + O(eps^2 beta + eps beta^2), i.e. a relative
+    error O(eps + beta) of the gradient estimate. Measured at eps = 0.01, beta = 0.02: 2% (5% at
+    twice both). eps must stay small enough for the joint energy in (s, theta) to keep a strict
+    minimum (Assumption 6): at eps = 0.04 phase 2 of this DCHN runs away. Ground truths: autodiff
+    through the unrolled free relaxation, and the 'rbp' estimator (implicit differentiation)."""
+    with jax.enable_x64(True):
+        m, params, x, y = small_dchn_problem()
+        est = make_estimator("aeqprop", variant="centered", beta=0.02, eps=0.01, T_free=100, T_nudge=100)
+        res = est(m, params, (x, y), None)
+        assert jax.tree_util.tree_structure(res.grads) == jax.tree_util.tree_structure(params)
+        assert bool(jnp.all(jnp.isfinite(flat(res.grads))))
+        true = jax.grad(lambda p: ly.loss(m, p, x, y, 150))(params)
+        rbp = make_estimator("rbp", T_free=150)(m, params, (x, y), None).grads
+        assert cosine(true, rbp) > 0.999
+        assert cosine(res.grads, true) > 0.99, cosine(res.grads, true)
+        rel = float(jnp.linalg.norm(flat(res.grads) - flat(true)) / jnp.linalg.norm(flat(true)))
+        assert rel < 0.05, rel
+
+
+def test_aeqprop_on_default_hopfield_matches_the_true_gradient():
+    """The registered 'hopfield' with its study defaults (gain_uniform, unbounded output, C = ||o - y||^2)."""
+    with jax.enable_x64(True):
+        m = make_model("hopfield", in_features=6, hidden=(5, 4), num_classes=3, dtype="float64")
+        params = m.init(jax.random.PRNGKey(3))
+        x = jax.random.uniform(jax.random.PRNGKey(4), (5, 6), jnp.float64)
+        y = jnp.array([0, 1, 2, 1, 0])
+        res = make_estimator("aeqprop", variant="centered", beta=0.02, eps=0.01, T_free=100, T_nudge=100)(
+            m, params, (x, y), None)
+        assert jax.tree_util.tree_structure(res.grads) == jax.tree_util.tree_structure(params)
+        true = jax.grad(lambda p: ly.loss(m, p, x, y, 150))(params)
+        assert cosine(res.grads, true) > 0.99, cosine(res.grads, true)
+
+
+def test_regression_model_through_the_estimator():
+    sys_ = FourierRegression(max_freq=3)
+    x, y = jnp.array([[0.3], [-0.5]]), jnp.array([1.2, -0.4])
+    res = make_estimator("aeqprop", beta=0.1, eps=0.05, T_free=5, T_nudge=50)(sys_, sys_.init(), (x, y), None)
+    assert jax.tree_util.tree_structure(res.grads) == jax.tree_util.tree_structure(sys_.init())
+    assert np.isnan(float(res.accuracy))
+    # dL/dtheta of L = mean 1/2 (theta.phi - y)^2 at theta = 0: -mean y phi
+    want = -jnp.mean(y[:, None] * fourier_features(x, 3), 0)
+    assert cosine(res.grads["net"]["w"], want) > 0.99
+
+
+@pytest.mark.parametrize("name", ("mlp", "loop_mlp", "asym_conv"))
+def test_non_energy_models_are_refused(name):
+    from holoeb.errors import ModelEstimatorMismatch
+
+    m = make_model(name)
+    with pytest.raises(ModelEstimatorMismatch, match="'hopfield' or 'dchn'"):
+        make_estimator("aeqprop")(m, None, (jnp.zeros((1,) + tuple(m.input_shape)), jnp.zeros(1, jnp.int32)), None)
