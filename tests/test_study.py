@@ -43,6 +43,12 @@ def test_study_writes_a_table_for_every_rule(tmp_path):
     saved = json.load(open(os.path.join(tmp_path, "results.json")))
     assert saved["config"]["cost_scale"] == 0.5 and len(saved["runs"]) == 3
     assert all(np.isfinite(h["train_loss"]) for r in saved["runs"] for h in r["history"])
+    # every cell is an ordinary holoeb.training.train run directory; a second call resumes them
+    for r in saved["runs"]:
+        run = json.load(open(os.path.join(tmp_path, f"fashion_mnist-{r['rule']}-seed0", "metrics.json")))
+        assert run["history"][-1]["train_error"] == r["train_error"] and run["history"][-1]["val_error"] == r["test_error"]
+        assert run["config"]["optimizer"]["layer_lrs"] == list(cfg.lrs) and run["config"]["data"]["train_size"] == 256
+    assert study.run_study(cfg, log=lambda *a: None)[0] == summary
 
 
 def test_bad_settings_are_named(tmp_path):
