@@ -1,7 +1,6 @@
 """The one config schema (holoeb.config): unknown keys and wrong types are named by their
 dotted path, ranges are checked, --print-config prints the resolved config, and train /
 study configs round-trip through JSON; the one optimizer builder (holoeb.optim)."""
-import argparse
 import dataclasses
 import glob
 import json
