@@ -89,7 +89,7 @@ def main(argv=None):
             for s in ("async", "sync"):
                 m = make_model("dchn", in_channels=1, channels=tuple(args.channels), schedule=s, conv_impl=impl)
                 for dt in ("float32", "bfloat16"):
-                    est = make_estimator("c-ep", T_free=args.T, K=args.K, beta=0.25,
+                    est = make_estimator("c-ep", T_free=args.T, T_nudge=args.K, beta=0.25,
                                          relax_dtype=None if dt == "float32" else dt)
                     f = jax.jit(lambda p, xx, yy: est(m, p, (xx, yy), None).grads)
                     first, sec = timed(f, params, x, y, repeats=args.repeats)

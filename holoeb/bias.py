@@ -37,7 +37,8 @@ from holoeb.estimators.cauchy import cauchy_activity_derivative
 from holoeb.estimators.continuous import oscillating_states, running_estimates
 from holoeb.estimators.true_derivative import true_activity_derivative
 from holoeb.linear_solve import SolveConfig
-from holoeb.solvers import relax
+from holoeb.models.base import EnergyModel
+from holoeb.solvers import Relaxation
 
 NATIVE_KINDS = ("ep", "ep-neg", "centered", "cauchy", "continuous")
 
@@ -109,7 +110,7 @@ def default_specs(model, max_N=8, continuous_N=4, continuous_periods=5):
     specs = [SweepSpec("ep"), SweepSpec("centered")] + [SweepSpec("cauchy", n) for n in range(1, max_N + 1)]
     if continuous_periods:
         specs.append(SweepSpec("continuous", continuous_N, continuous_periods))
-    if hasattr(model, "energy") or hasattr(model, "primitive"):
+    if isinstance(model, EnergyModel):
         specs += [SweepSpec(n) for n in energy_rule_names()]
     return specs
 
@@ -146,8 +147,7 @@ class Reference(NamedTuple):
 def reference(model, params, x, y, T_free, free_tol=None, cfg=SolveConfig()):
     """Free phase, exact d_beta sigma(u*) and RBP delta at the free state: computed once."""
     batch = dynamics.Batch(x, y)
-    drive = model.drive(params["net"], x)
-    free = relax(lambda u: model.phi(params["net"], u, drive), model.init_state(x), T_free, tol=free_tol)
+    free, drive = Relaxation(int(T_free), free_tol).run_model(model, params["net"], x)
     u0 = free.state
     e, _, rel_t = true_activity_derivative(model, params, drive, y, u0, cfg)
     err_true = tuple(-v for v in e)
@@ -211,7 +211,7 @@ def centered_error(model, params, ref, y, beta, T_nudge):
 def cauchy_error(model, params, ref, y, beta, N, T_nudge):
     """N-point Cauchy estimate (Eq. 7, App. D.1) with a traced radius |beta|, so one
     compilation serves every |beta|: -`cauchy_activity_derivative`."""
-    e, _ = cauchy_activity_derivative(model, params, ref.drive, y, ref.u0, beta, N, T_nudge)
+    e, _ = cauchy_activity_derivative(model, params, ref.drive, y, ref.u0, beta, N, Relaxation(int(T_nudge)))
     return tuple(-v for v in e)
 
 

@@ -26,41 +26,24 @@ Perturbations of the output layer (Sec. 2):
 
 Parameter gradients of E are autodiff of E at fixed states (no per-layer formulas).
 
-Model protocol used here (on top of `holoeb.dynamics`'): a frozen dataclass with
-  num_layers, num_classes, schedule ("async" | "sync"),
-  drive(net, x) -> input-dependent constants of Phi,
-  primitive(net, s, drive) -> (B,) Phi per example.
-`EnergyModel` is a mixin that derives the `holoeb.dynamics` protocol from these
-(activation = identity on activities, phi = one iteration of the schedule,
-squared-error cost / nudge / predict hooks).
+The model contract is `holoeb.models.base.EnergyModel` (a refinement of
+`FixedPointModel`): a model writes ``drive`` and ``primitive``;
+its ``phi_layers`` is the exact block minimiser sigma_k(dPhi/ds_k) (so Phi, the
+iteration its minimiser applies, is one sweep of its schedule and every generic
+estimator runs on it), its cost is the squared error above and its prediction
+the output layer.
 """
 import jax
 import jax.numpy as jnp
 
 from holoeb import readout
-
-SCHEDULES = ("async", "sync")
+from holoeb.errors import ConfigError
+from holoeb.solvers import check_schedule, layer_groups, sweep  # noqa: F401  (re-exported)
 
 
 def hard_sigmoid(v):
     """sigma(v) = max(0, min(v, 1)) (comparative study, App. D)."""
     return jnp.clip(v, 0.0, 1.0)
-
-
-def check_schedule(schedule):
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
-
-
-def layer_groups(num_layers, schedule):
-    """Tuple indices updated together, in order. The tuple index l holds the paper's
-    layer k = l + 1, so 'even k first' (Eq. 100) is l = 1, 3, ...; then l = 0, 2, ... (Eq. 101)."""
-    check_schedule(schedule)
-    if schedule == "sync":
-        return (tuple(range(num_layers)),)
-    even_k = tuple(l for l in range(num_layers) if (l + 1) % 2 == 0)
-    odd_k = tuple(l for l in range(num_layers) if (l + 1) % 2 == 1)
-    return tuple(g for g in (even_k, odd_k) if g)
 
 
 def primitive_grads(model, net, s, drive, layers):
@@ -80,19 +63,20 @@ def free_output(a, s_out):
     return a
 
 
-def schedule_step(model, net, s, drive, output_update=free_output):
-    """One iteration of Eq. 99 (sync) or Eqs. 100-101 (async).
-
-    ``output_update(a, o)`` maps a = dPhi/do (and the current output o) to the new
-    output: identity (free phase), the nudged minimiser, or a clamped target.
-    """
+def layer_update(model, net, s, drive, layers, output_update=free_output):
+    """New values of ``layers``: sigma_k(dPhi/ds_k) from the state s, the output layer
+    mapped by ``output_update(a, o)`` (a = dPhi/do): identity (free phase), the nudged
+    minimiser, or a clamped target."""
     L = len(s)
-    s = list(s)
-    for group in layer_groups(L, model.schedule):
-        grads = primitive_grads(model, net, tuple(s), drive, group)
-        for l, g in zip(group, grads):
-            s[l] = output_update(g, s[l]).astype(s[l].dtype) if l == L - 1 else hard_sigmoid(g)
-    return tuple(s)
+    grads = primitive_grads(model, net, tuple(s), drive, layers)
+    return tuple(
+        output_update(g, s[l]).astype(s[l].dtype) if l == L - 1 else hard_sigmoid(g) for l, g in zip(layers, grads)
+    )
+
+
+def schedule_step(model, net, s, drive, output_update=free_output, schedule=None):
+    """One iteration of Eq. 99 (sync) or Eqs. 100-101 (async; the model's schedule by default)."""
+    return sweep(lambda v, g: layer_update(model, net, v, drive, g, output_update), s, schedule or model.schedule)
 
 
 def nudged_output(y_onehot, beta, cost_scale=1.0):
@@ -100,7 +84,7 @@ def nudged_output(y_onehot, beta, cost_scale=1.0):
     o = (a + 2 beta c y) / (1 + 2 beta c)."""
     k = beta * cost_scale
     if 1.0 + 2.0 * k <= 0:
-        raise ValueError(
+        raise ConfigError(
             f"the squared-error nudge needs 1 + 2 beta c > 0 (E + beta c ||o - y||^2 is unbounded below otherwise), "
             f"got beta={beta}, c={cost_scale}: use |beta| < {0.5 / cost_scale:g}"
         )
@@ -142,7 +126,7 @@ def contrast_grad(model, net, x, s_a, beta_a, s_b, beta_b):
     """[dE/dtheta(s_b) - dE/dtheta(s_a)] / (beta_b - beta_a): the energy-based rules'
     gradient estimate (Eqs. 3, 5, 6, 8, 9 with Delta theta = -eta * this)."""
     if beta_a == beta_b:
-        raise ValueError("the two phases of a contrastive rule need different beta")
+        raise ConfigError("the two phases of a contrastive rule need different beta")
     dt = param_dtype(net)
     sa = jax.lax.stop_gradient(tuple(v.astype(dt) for v in s_a))
     sb = jax.lax.stop_gradient(tuple(v.astype(dt) for v in s_b))
@@ -162,46 +146,13 @@ def squared_error(o, y_onehot, scale=1.0):
 
 def check_cost_scale(c):
     if isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0 or c == float("inf"):
-        raise ValueError(f"cost_scale must be a finite positive number, got {c!r}")
-
-
-class EnergyModel:
-    """Mixin: the `holoeb.dynamics` protocol for an energy-based model whose state is
-    its activities. Subclasses define num_layers, num_classes, schedule, drive, primitive."""
-
-    def activation(self, layer, u):
-        return u
-
-    def phi(self, net, u, drive):
-        """The free map: one iteration of the model's schedule (Eq. 99 or 100-101)."""
-        return schedule_step(self, net, u, drive)
-
-    def weight_pairs(self, net):
-        """Weights are tied by the energy: no forward/backward pairs."""
-        return []
-
-    def energy(self, net, x, s):
-        return energy(self, net, x, s)
-
-    def cost(self, params, u, y):
-        return squared_error(u[-1], readout.one_hot(y, self.num_classes, u[-1].dtype), self.cost_scale)
-
-    def nudge(self, params, u, y):
-        """-dC/do on the output layer, zeros elsewhere (for the generic estimators)."""
-        o = u[-1]
-        g = -2.0 * self.cost_scale * (o - readout.one_hot(y, self.num_classes, o.dtype))
-        return tuple(jnp.zeros_like(v) for v in u[:-1]) + (g,)
-
-    def predict(self, params, u):
-        return u[-1]
+        raise ConfigError(f"cost_scale must be a finite positive number, got {c!r}")
 
 
 def fixed_point_residual(model, net, s, drive):
     """Per-example ||sigma(dPhi/ds) - s|| with every layer computed from the same s
     (the synchronous map, Eq. 98): zero exactly at a fixed point, whatever the schedule."""
-    L = len(s)
-    grads = primitive_grads(model, net, s, drive, tuple(range(L)))
-    new = tuple(g if l == L - 1 else hard_sigmoid(g) for l, g in enumerate(grads))
+    new = layer_update(model, net, s, drive, tuple(range(len(s))))
     sq = sum(jnp.sum(((a - b).astype(jnp.float32) ** 2).reshape(a.shape[0], -1), axis=1) for a, b in zip(new, s))
     return jnp.sqrt(sq)
 

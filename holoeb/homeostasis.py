@@ -12,7 +12,7 @@ J eps is a jvp and eps^T J^2 eps = (J^T eps) . (J eps) a vjp: no dense Jacobian.
 Coordinates. J depends on the coordinates the state is written in:
 - "pre_activation": J = dPhi/du - I. For the MLP this is W D - I with
   D = diag sigma'(u*): not symmetric even for symmetric W.
-- "activity" (default when the model provides ``phi_activity``): J = dPhi/ds - I with
+- "activity" (default when the model has activity coordinates, ``phi_activity``): J = dPhi/ds - I with
   s = sigma(u), i.e. J = W - I for the MLP whatever the state -- symmetric exactly
   when W is, and this is the symmetry that makes d sigma(u*)/d beta equal RBP's
   delta (push-through identity, see holoeb/estimators/base.py). Models with
@@ -41,14 +41,15 @@ import jax
 import jax.numpy as jnp
 
 from holoeb import dynamics
+from holoeb.errors import ConfigError
 
 
 def _vector_field(model, net, x, u_star, coordinates):
     """(map z -> F(z), point z*) in the requested coordinates, F = map - identity."""
     if coordinates not in ("activity", "pre_activation"):
-        raise ValueError(f"unknown coordinates {coordinates!r}; use 'activity' or 'pre_activation'")
-    if coordinates == "activity" and not hasattr(model, "phi_activity"):
-        raise ValueError(f"{type(model).__name__} has no phi_activity: use coordinates='pre_activation'")
+        raise ConfigError(f"unknown coordinates {coordinates!r}; use 'activity' or 'pre_activation'")
+    if coordinates == "activity" and not model.has_activity_coordinates:
+        raise ConfigError(f"{type(model).__name__} has no activity coordinates (phi_activity): use coordinates='pre_activation'")
     drive = model.drive(net, x)
     if coordinates == "activity":
         z = dynamics.activities(model, u_star)
@@ -60,7 +61,7 @@ def _vector_field(model, net, x, u_star, coordinates):
 
 
 def default_coordinates(model):
-    return "activity" if hasattr(model, "phi_activity") else "pre_activation"
+    return "activity" if model.has_activity_coordinates else "pre_activation"
 
 
 def _per_example_dot(a, b):

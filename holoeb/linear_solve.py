@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.sparse.linalg import gmres
 
-from holoeb.dynamics import state_norm
+from holoeb.solvers import state_norm
 
 
 class SolveConfig(NamedTuple):
@@ -30,18 +30,17 @@ def _solve(matvec, b, cfg):
     return v, rel
 
 
-def forward_solve(phi_u, u_star, rhs, cfg=SolveConfig()):
-    """v = (I - dPhi/du)^{-1} rhs with Jacobian-vector products of ``phi_u`` at ``u_star``.
+def implicit_solve(phi_u, u_star, rhs, cfg=SolveConfig(), *, transpose=False):
+    """The one linear solve at a fixed point, with J = dPhi/du at ``u_star``:
 
-    Returns (v, per-example relative residual).
-    """
-    _, jvp_fn = jax.linearize(phi_u, u_star)
-    matvec = lambda v: tuple(a - b for a, b in zip(v, jvp_fn(v)))
-    return _solve(matvec, tuple(rhs), cfg)
+        transpose=False:  v = (I - J)^{-1} rhs     (Jacobian-vector products; true d_beta u*)
+        transpose=True:   d = (I - J)^{-T} rhs     (vector-Jacobian products; RBP's delta)
 
-
-def adjoint_solve(phi_u, u_star, rhs, cfg=SolveConfig()):
-    """d = (I - dPhi/du)^{-T} rhs with vector-Jacobian products of ``phi_u`` at ``u_star``."""
-    _, vjp_fn = jax.vjp(phi_u, u_star)
-    matvec = lambda d: tuple(a - b for a, b in zip(d, vjp_fn(tuple(d))[0]))
+    Returns (solution, per-example relative residual ||rhs - A v|| / ||rhs||)."""
+    if transpose:
+        _, vjp_fn = jax.vjp(phi_u, u_star)
+        matvec = lambda d: tuple(a - b for a, b in zip(d, vjp_fn(tuple(d))[0]))
+    else:
+        _, jvp_fn = jax.linearize(phi_u, u_star)
+        matvec = lambda v: tuple(a - b for a, b in zip(v, jvp_fn(v)))
     return _solve(matvec, tuple(rhs), cfg)

@@ -40,12 +40,3 @@ def cross_entropy(ro, s, y):
     """Per-example cross-entropy, shape (B,)."""
     lp = holomorphic.log_softmax(logits(ro, s))
     return -jnp.take_along_axis(lp, y[:, None], axis=-1)[:, 0]
-
-
-def accuracy(ro, s, y):
-    return jnp.mean(jnp.argmax(jnp.real(logits(ro, s)), -1) == y)
-
-
-def topk_accuracy(ro, s, y, k):
-    top = jax.lax.top_k(jnp.real(logits(ro, s)), k)[1]
-    return jnp.mean(jnp.any(top == y[:, None], axis=-1))

@@ -1,23 +1,79 @@
-"""Relaxation of u <- step(u) to its fixed point inside `lax` loops.
+"""Relaxation to a fixed point, as an object passed to each phase.
 
-Synchronous iterations update every layer from the previous state (comparative
-study, Eq. 99); asynchronous ones update the even layers first, then the odd
-layers from the refreshed even ones (Eqs. 100-101). Either runs for a fixed
-number of steps or until the residual ||step(u) - u|| (the vector field's norm,
-maximised over the batch) falls under a tolerance.
+A `Relaxation` holds how one phase relaxes: a maximum number of iterations, an
+optional residual tolerance (stop as soon as every example is under it) and an
+iteration schedule. Running it returns a `Solution`: final state, per-example
+residual, iterations taken and a per-example converged flag. It runs inside `lax`
+loops and accepts real or complex states.
+
+Schedules (comparative study, Eqs. 99-101):
+  "sync"   every layer is updated from the previous state (Eq. 99);
+  "async"  the layers of even paper index k (tuple index l = k - 1 odd) are
+           updated first, then those of odd k from the refreshed even ones
+           (Eqs. 100-101). Only the updated layers are computed in each half-sweep.
+A model declares its own schedule (``model.schedule``); a relaxation whose
+``schedule`` is None uses it.
+
+The residual of a state u is the per-example norm ||step(u) - u|| of one
+iteration of the schedule (the discrete vector field); it is zero exactly at a
+fixed point whatever the schedule.
 """
+import dataclasses
+import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from holoeb.dynamics import state_norm
+from holoeb.errors import ConfigError
+
+SCHEDULES = ("sync", "async")
+CONVERGED_TOL = 1e-3  # what "converged" means for a relaxation without a tolerance
 
 
-class Relaxation(NamedTuple):
-    state: Any  # the final state (tuple of arrays)
+class Solution(NamedTuple):
+    state: Any  # the final state (tuple of arrays, batch first)
     residual: Any  # (B,) per-example ||step(u) - u|| at the final state
-    steps: Any  # number of iterations performed (int32 scalar)
+    steps: Any  # iterations performed (int32 scalar)
+    converged: Any  # (B,) bool: residual <= tol (or CONVERGED_TOL without a tolerance)
+
+
+def check_schedule(schedule):
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+
+
+def layer_groups(num_layers, schedule):
+    """Tuple indices updated together, in order. Index l holds the paper's layer k = l + 1,
+    so 'even k first' (Eq. 100) is l = 1, 3, ...; then l = 0, 2, ... (Eq. 101)."""
+    check_schedule(schedule)
+    if schedule == "sync":
+        return (tuple(range(num_layers)),)
+    even_k = tuple(l for l in range(num_layers) if (l + 1) % 2 == 0)
+    odd_k = tuple(l for l in range(num_layers) if (l + 1) % 2 == 1)
+    return tuple(g for g in (even_k, odd_k) if g)
+
+
+def sweep(update, u, schedule):
+    """One iteration of ``schedule`` built from a layer update ``update(u, layers) -> new
+    values of those layers`` (computed from the state u passed in)."""
+    u = list(u)
+    for group in layer_groups(len(u), schedule):
+        new = update(tuple(u), group)
+        for l, v in zip(group, new):
+            u[l] = v.astype(u[l].dtype)
+    return tuple(u)
+
+
+def scheduled(update, schedule):
+    """The map u -> sweep(update, u, schedule)."""
+    return lambda u: sweep(update, u, schedule)
+
+
+def state_norm(u):
+    """Per-example Euclidean norm over all layers, shape (B,)."""
+    sq = sum(jnp.sum(jnp.abs(v.reshape(v.shape[0], -1)) ** 2, axis=1) for v in u)
+    return jnp.sqrt(sq)
 
 
 def residual(step, u):
@@ -26,49 +82,84 @@ def residual(step, u):
     return state_norm(tuple(a - b for a, b in zip(new, u)))
 
 
-def alternating(step, num_layers):
-    """Asynchronous schedule built from a synchronous map: even layers (0, 2, ...)
-    first, then odd layers computed from the refreshed even layers."""
-
-    def async_step(u):
-        new = step(u)
-        u = tuple(new[l] if l % 2 == 0 else u[l] for l in range(num_layers))
-        new = step(u)
-        return tuple(u[l] if l % 2 == 0 else new[l] for l in range(num_layers))
-
-    return async_step
-
-
 def relax(step, u0, num_steps, *, tol=None):
-    """Iterate ``u <- step(u)`` from ``u0``.
+    """Iterate ``u <- step(u)`` from ``u0`` for ``num_steps`` iterations, or until
+    max_b ||step(u) - u|| <= tol when ``tol`` is given. Returns a `Solution`."""
+    return Relaxation(int(num_steps), tol).run(step, u0)
 
-    Args:
-      step: state -> state (a pure function; closures over params are fine).
-      u0: initial state (tuple of arrays, batch first).
-      num_steps: fixed number of iterations, or the maximum when ``tol`` is set.
-      tol: if given, stop as soon as max_b ||step(u) - u|| <= tol.
 
-    Returns:
-      Relaxation(state, residual, steps).
-    """
-    num_steps = int(num_steps)
-    if num_steps < 0:
-        raise ValueError(f"num_steps must be >= 0, got {num_steps}")
-    if tol is None:
-        u = jax.lax.fori_loop(0, num_steps, lambda i, v: step(v), u0)
-        return Relaxation(u, residual(step, u), jnp.asarray(num_steps, jnp.int32))
+@dataclasses.dataclass(frozen=True)
+class Relaxation:
+    """How one phase relaxes: ``max_steps`` iterations (the maximum when ``tol`` is set),
+    optional residual tolerance ``tol`` for early stopping, and ``schedule``
+    ('sync' | 'async' | None = the model's own)."""
 
-    def cond(c):
-        i, _, res = c
-        return (i < num_steps) & (jnp.max(res) > tol)
+    max_steps: int = 100
+    tol: Any = None
+    schedule: Any = None
 
-    def body(c):
-        i, u, _ = c
-        new = step(u)
-        res = state_norm(tuple(a - b for a, b in zip(new, u)))
-        return i + 1, new, res
+    def __post_init__(self):
+        s = self.max_steps
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ConfigError(f"max_steps must be an integer >= 0, got {s!r}")
+        if self.tol is not None:
+            t = self.tol
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+                raise ConfigError(f"tol must be a finite positive number or None, got {t!r}")
+        if self.schedule is not None:
+            check_schedule(self.schedule)
 
-    leaf = jax.tree_util.tree_leaves(u0)[0]
-    res0 = jnp.full((leaf.shape[0],), jnp.inf, jnp.finfo(leaf.dtype).dtype)
-    i, u, _ = jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), u0, res0))
-    return Relaxation(u, residual(step, u), i)
+    @classmethod
+    def coerce(cls, value, what="relaxation"):
+        """A Relaxation from itself, an int (max_steps) or a dict of fields."""
+        if isinstance(value, Relaxation):
+            return value
+        if isinstance(value, bool):
+            raise ConfigError(f"{what}: expected a Relaxation, a number of steps or a dict, got {value!r}")
+        if isinstance(value, int):
+            return cls(value)
+        if isinstance(value, dict):
+            known = {f.name for f in dataclasses.fields(cls)}
+            bad = sorted(set(value) - known)
+            if bad:
+                raise ConfigError(f"{what}: unknown field(s) {bad}; a relaxation has {sorted(known)}")
+            return cls(**value)
+        raise ConfigError(f"{what}: expected a Relaxation, a number of steps or a dict, got {value!r}")
+
+    def resolve(self, default_schedule):
+        return self.schedule or default_schedule
+
+    def run(self, step, u0):
+        """Relax the full map ``step`` (state -> state) from ``u0``."""
+        if self.tol is None:
+            u = jax.lax.fori_loop(0, self.max_steps, lambda i, v: step(v), u0)
+            steps = jnp.asarray(self.max_steps, jnp.int32)
+        else:
+            tol = self.tol
+
+            def cond(c):
+                i, _, res = c
+                return (i < self.max_steps) & (jnp.max(res) > tol)
+
+            def body(c):
+                i, u, _ = c
+                new = step(u)
+                return i + 1, new, state_norm(tuple(a - b for a, b in zip(new, u)))
+
+            leaf = jax.tree_util.tree_leaves(u0)[0]
+            res0 = jnp.full((leaf.shape[0],), jnp.inf, jnp.finfo(leaf.dtype).dtype)
+            steps, u, _ = jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), u0, res0))
+        res = residual(step, u)
+        return Solution(u, res, steps, res <= (self.tol if self.tol is not None else CONVERGED_TOL))
+
+    def run_layers(self, update, u0, default_schedule="sync"):
+        """Relax the schedule built from a layer update ``update(u, layers)`` from ``u0``."""
+        return self.run(scheduled(update, self.resolve(default_schedule)), u0)
+
+    def run_model(self, model, net, x, u0=None):
+        """The free phase of ``model`` (a holoeb.models.base.FixedPointModel) at parameters
+        ``net`` on inputs x, from ``u0`` (the model's initial state by default).
+        Returns (Solution, drive)."""
+        drive = model.drive(net, x)
+        u0 = model.init_state(x) if u0 is None else u0
+        return self.run_layers(lambda u, g: model.phi_layers(net, u, drive, g), u0, model.schedule), drive

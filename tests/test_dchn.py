@@ -104,10 +104,10 @@ def test_cep_tbp_rbp_agree_and_bf16_relaxation():
     x, y = _data()
     rbp = run("rbp", m, p, x, y, T_free=40)
     tbp = run("tbp", m, p, x, y, T_free=40, K=20)
-    cep = run("c-ep", m, p, x, y, beta=0.05, T_free=40, K=20)
+    cep = run("c-ep", m, p, x, y, beta=0.05, T_free=40, T_nudge=20)
     assert float(tree_cosine(tbp.grads, rbp.grads)) > 0.999
     assert float(tree_cosine(cep.grads, rbp.grads)) > 0.99
-    half = run("c-ep", m, p, x, y, beta=0.05, T_free=40, K=20, relax_dtype="bfloat16")
+    half = run("c-ep", m, p, x, y, beta=0.05, T_free=40, T_nudge=20, relax_dtype="bfloat16")
     assert all(g.dtype == jnp.float32 for g in jax.tree_util.tree_leaves(half.grads))
     assert half.free_state[0].dtype == jnp.float32
     assert float(tree_cosine(half.grads, cep.grads)) > 0.95

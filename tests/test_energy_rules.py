@@ -20,7 +20,7 @@ from holoeb.models import make_model
 
 SIZES = (6, 5, 4, 3)  # input, two hidden layers, output
 B = 4
-LONG = dict(T_free=300, K=300)  # relaxations converged to float64 round-off
+LONG = dict(T_free=300, T_nudge=300)  # relaxations converged to float64 round-off
 
 
 def _setup(interior=True, dtype=jnp.float64):
@@ -176,12 +176,12 @@ def test_theorem2_bounds_with_relaxation_and_clipping():
 
 def test_cpl_with_beta_one_is_cl():
     model, params, x, y = _setup(interior=False, dtype=jnp.float32)
-    cl = run("cl", model, params, x, y, T_free=80, K=80)
-    cpl = run("p-cpl", model, params, x, y, beta=1.0, T_free=80, K=80)
+    cl = run("cl", model, params, x, y, T_free=80, T_nudge=80)
+    cpl = run("p-cpl", model, params, x, y, beta=1.0, T_free=80, T_nudge=80)
     for a, b in zip(jax.tree_util.tree_leaves(cl.grads), jax.tree_util.tree_leaves(cpl.grads)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     # and a different beta gives a different update (the test can fail)
-    other = run("p-cpl", model, params, x, y, beta=0.5, T_free=80, K=80)
+    other = run("p-cpl", model, params, x, y, beta=0.5, T_free=80, T_nudge=80)
     assert _rel_err(other.grads["net"], cl.grads["net"]) > 1e-2
 
 
@@ -250,9 +250,9 @@ def test_rule_structure_and_result_interface():
     signs = {"p": (0.0, 0.25), "n": (0.0, -0.25), "c": (-0.25, 0.25)}
     for kind in ("ep", "cpl"):
         for sign, betas in signs.items():
-            est = make_estimator(f"{sign}-{kind}", beta=0.25, T_free=20, K=10)
+            est = make_estimator(f"{sign}-{kind}", beta=0.25, T_free=20, T_nudge=10)
             assert est.perturbation == kind and est.phase_betas() == betas
-    res = run("c-ep", model, params, x, y, T_free=20, K=10, compare_rbp=True)
+    res = run("c-ep", model, params, x, y, T_free=20, T_nudge=10, compare_rbp=True)
     assert jax.tree_util.tree_structure(res.grads) == jax.tree_util.tree_structure(params)
     assert [e.shape for e in res.error] == [(B, n) for n in SIZES[1:]]
     assert res.aux["cosine_rbp"].shape == (len(SIZES) - 1,)
@@ -278,7 +278,7 @@ def test_bad_hyperparameters(name, hp, match):
 
 def test_bad_inputs():
     model, params, x, y = _setup(interior=False, dtype=jnp.float32)
-    est = make_estimator("c-ep", T_free=5, K=5)
+    est = make_estimator("c-ep", T_free=5, T_nudge=5)
     with pytest.raises(ValueError, match="input shape"):
         est(model, params, (x[:, :4], y), None)
     with pytest.raises(ValueError, match="labels"):
@@ -287,7 +287,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="energy-based model"):
         est(mlp, mlp.init(jax.random.PRNGKey(0)), (x, y), None)
     with pytest.raises(ValueError, match=r"unbounded below.*\|beta\| < 0.5"):  # 1 + 2 beta c <= 0 at c = 1
-        make_estimator("n-ep", beta=0.6, T_free=5, K=5)(model, params, (x, y), None)
+        make_estimator("n-ep", beta=0.6, T_free=5, T_nudge=5)(model, params, (x, y), None)
     with pytest.raises(ValueError, match="cost_scale"):
         make_model("hopfield", in_features=SIZES[0], hidden=(4,), num_classes=3, cost_scale=0.0)
 
@@ -306,12 +306,12 @@ def _check_cost_scale():
                       cost_scale=0.5)
     assert half.cost_scale == 0.5 and model.cost_scale == 1.0
     for name in ("c-ep", "n-ep", "p-ep", "rbp", "tbp"):
-        hp = dict(T_free=200, K=100)
+        hp = dict(T_free=200, T_nudge=100)
         if name == "rbp":
             hp.pop("K")
         g_half = run(name, half, params, x, y, **hp, **({"beta": 0.6} if "ep" in name else {})).grads["net"]
         g_one = run(name, model, params, x, y, **hp, **({"beta": 0.3} if "ep" in name else {})).grads["net"]
         for k in g_one:
             np.testing.assert_allclose(g_half[k], 0.5 * g_one[k], rtol=1e-9, atol=1e-12, err_msg=f"{name} {k}")
-    r = run("n-ep", half, params, x, y, T_free=50, K=50, beta=0.6)  # beta c = 0.3 < 1/2: valid at c = 1/2
+    r = run("n-ep", half, params, x, y, T_free=50, T_nudge=50, beta=0.6)  # beta c = 0.3 < 1/2: valid at c = 1/2
     assert np.isfinite(float(r.loss)) and np.isclose(float(r.loss), 0.5 * float(run("rbp", model, params, x, y, T_free=50).loss))

@@ -16,6 +16,8 @@ from holoeb.estimators.ep import EP
 from holoeb.estimators.rbp import RBP
 from holoeb.estimators.tbp import TBP
 from holoeb.estimators.true_derivative import TrueDerivative
+from holoeb.errors import ConfigError
+from holoeb.solvers import Relaxation
 
 ESTIMATORS = {
     "ep": EP,
@@ -33,19 +35,45 @@ def register_estimator(name, cls):
     ESTIMATORS[name] = cls
 
 
+# shorthand keyword -> (relaxation field, Relaxation attribute)
+SHORTHANDS = {
+    "T_free": ("free", "max_steps"),
+    "free_tol": ("free", "tol"),
+    "free_schedule": ("free", "schedule"),
+    "T_nudge": ("nudge", "max_steps"),
+    "nudge_tol": ("nudge", "tol"),
+    "nudge_schedule": ("nudge", "schedule"),
+}
+
+
 def estimator_fields(name):
-    return [f.name for f in dataclasses.fields(ESTIMATORS[name])]
+    """Hyper-parameters ``make_estimator(name, ...)`` accepts (fields and relaxation shorthands)."""
+    fields = [f.name for f in dataclasses.fields(ESTIMATORS[name])]
+    return fields + [k for k, (field, _) in SHORTHANDS.items() if field in fields]
 
 
 def make_estimator(name, **hyperparams):
-    """Build a validated estimator. Unknown names or hyper-parameters raise ValueError."""
+    """Build a validated estimator. ``T_free``/``free_tol``/``free_schedule`` and
+    ``T_nudge``/``nudge_tol``/``nudge_schedule`` set the ``free`` / ``nudge`` `Relaxation`
+    fields (which also accept a Relaxation, a step count or a dict). Unknown names or
+    hyper-parameters raise ConfigError."""
     if name not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {name!r}; choose one of {sorted(ESTIMATORS)}")
+        raise ConfigError(f"unknown estimator {name!r}; choose one of {sorted(ESTIMATORS)}")
+    cls = ESTIMATORS[name]
     allowed = estimator_fields(name)
     unknown = sorted(set(hyperparams) - set(allowed))
     if unknown:
-        raise ValueError(f"estimator {name!r} has no hyper-parameter(s) {unknown}; it takes {allowed}")
-    return ESTIMATORS[name](**hyperparams)
+        raise ConfigError(f"estimator {name!r} has no hyper-parameter(s) {unknown}; it takes {allowed}")
+    hp = {k: v for k, v in hyperparams.items() if k not in SHORTHANDS}
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    for key, (field, attr) in SHORTHANDS.items():
+        if key in hyperparams:
+            base = Relaxation.coerce(hp.get(field, defaults[field]), f"{name}.{field}")
+            try:
+                hp[field] = dataclasses.replace(base, **{attr: hyperparams[key]})
+            except ConfigError as e:
+                raise ConfigError(f"estimator {name!r}: {key} = {hyperparams[key]!r} is invalid ({e})") from None
+    return cls(**hp)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

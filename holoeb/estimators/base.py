@@ -33,8 +33,10 @@ import jax.numpy as jnp
 
 from holoeb import dynamics
 from holoeb.diagnostics import layer_cosines, weight_angles
-from holoeb.linear_solve import SolveConfig, adjoint_solve
-from holoeb.solvers import relax
+from holoeb.errors import ConfigError, ModelEstimatorMismatch
+from holoeb.linear_solve import SolveConfig, implicit_solve
+from holoeb.models.base import FixedPointModel, require_energy_model
+from holoeb.solvers import Relaxation
 
 
 class EstimatorResult(NamedTuple):
@@ -48,46 +50,77 @@ class EstimatorResult(NamedTuple):
 
 
 def check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def check_nonzero_beta(beta):
-    if not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta == 0:
-        raise ValueError(f"beta must be a finite non-zero real number, got {beta!r}")
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta == 0:
+        raise ConfigError(f"beta must be a finite non-zero real number, got {beta!r}")
 
 
 @dataclasses.dataclass(frozen=True)
 class Estimator:
     """Hyper-parameters shared by all estimators.
 
-    T_free: free-phase iterations (max iterations if free_tol is set).
-    free_tol: optional residual tolerance for early stopping of the free phase.
+    free: the free phase's `Relaxation` (max steps, tolerance, schedule);
+      ``make_estimator(..., T_free=, free_tol=)`` are shorthands for it.
     compare_rbp: also compute RBP's delta at the free state and report the
       per-layer cosine between it and this estimator's error in aux["cosine_rbp"].
     solve_tol / solve_restart / solve_maxiter: GMRES settings of the implicit solves.
+
+    Capabilities (class attributes) checked against the model before any compute:
+    ``requires_holomorphic`` (complex nudges: the model's Phi must be holomorphic) and
+    ``requires_energy`` (the rule contrasts energies: the model must be an EnergyModel).
     """
 
-    T_free: int = 150
-    free_tol: Any = None
+    free: Relaxation = Relaxation(150)
     compare_rbp: bool = False
     solve_tol: float = 1e-6
     solve_restart: int = 10
     solve_maxiter: int = 20
 
     name = "estimator"
+    requires_holomorphic = False
+    requires_energy = False
 
     def __post_init__(self):
-        check_positive_int("T_free", self.T_free, minimum=0)
-        if self.free_tol is not None and not self.free_tol > 0:
-            raise ValueError(f"free_tol must be positive or None, got {self.free_tol!r}")
+        for f in dataclasses.fields(self):
+            if f.type is Relaxation or f.name in ("free", "nudge"):
+                object.__setattr__(self, f.name, Relaxation.coerce(getattr(self, f.name), f"{self.name}.{f.name}"))
+
+    @property
+    def T_free(self):
+        return self.free.max_steps
+
+    @property
+    def free_tol(self):
+        return self.free.tol
 
     @property
     def solve_config(self):
         return SolveConfig(self.solve_tol, self.solve_restart, self.solve_maxiter)
 
+    def check_model(self, model):
+        """Raise ModelEstimatorMismatch (naming both, and what would work) if this estimator cannot run on ``model``."""
+        mname = type(model).__name__
+        if not isinstance(model, FixedPointModel):
+            raise ModelEstimatorMismatch(
+                f"estimator {self.name!r}: {mname} is not a holoeb model (subclass holoeb.models.base.FixedPointModel, "
+                "or wrap a flax module with holoeb.models.flax_adapter.from_flax)"
+            )
+        if self.requires_energy:
+            require_energy_model(model, f"estimator {self.name!r}")
+        if self.requires_holomorphic and not model.holomorphic:
+            raise ModelEstimatorMismatch(
+                f"estimator {self.name!r} relaxes with complex nudges, but {mname}'s dynamics is not holomorphic "
+                "(hard-sigmoid clipping has no complex extension, so u*_beta at complex beta is undefined); "
+                "use 'ep' (real nudge), the energy-based rules (c-ep: centered, O(beta^2) bias), 'true', 'rbp' or 'tbp'"
+            )
+
     def __call__(self, model, params, batch, rng):
-        dynamics.check_batch(model, batch)
+        self.check_model(model)
+        model.check_batch(batch)
         return self.estimate(model, params, dynamics.Batch(*batch), rng)
 
     def estimate(self, model, params, batch, rng):
@@ -95,11 +128,9 @@ class Estimator:
 
     # ---- shared pieces -------------------------------------------------------
     def free_phase(self, model, params, x, u0=None):
-        """Relax the free dynamics (beta = 0) from ``u0`` (zeros by default)."""
-        drive = model.drive(params["net"], x)
-        step = lambda u: model.phi(params["net"], u, drive)
-        u0 = model.init_state(x) if u0 is None else u0
-        return relax(step, u0, self.T_free, tol=self.free_tol), drive
+        """Relax the free dynamics (beta = 0) from ``u0`` (zeros by default) with ``self.free``.
+        Returns (Solution, drive)."""
+        return self.free.run_model(model, params["net"], x, u0)
 
     def finish(self, model, params, batch, u_free, error, residual, aux=None, presynaptic_states=None):
         """Assemble grads from an error vector and collect the common diagnostics."""
@@ -126,7 +157,7 @@ def assemble_grads(model, params, batch, u_free, error, presynaptic_states=None)
     net = params["net"]
     cot = tuple(jnp.real(e) / B for e in error)
     if presynaptic_states is None:
-        _, pull = jax.vjp(lambda n: dynamics.phi_full(model, n, u_free, x), net)
+        _, pull = jax.vjp(lambda n: model.phi_full(n, u_free, x), net)
         (g_net,) = pull(tuple(c.astype(u.dtype) for c, u in zip(cot, u_free)))
     else:
         # holomorphic vjp in complexified parameters: (mean_k dPhi/dtheta(u_k))^T e
@@ -135,7 +166,7 @@ def assemble_grads(model, params, batch, u_free, error, presynaptic_states=None)
         x_c = x.astype(cdt)
 
         def avg_phi(n):
-            outs = jax.vmap(lambda u: dynamics.phi_full(model, n, u, x_c))(presynaptic_states)
+            outs = jax.vmap(lambda u: model.phi_full(n, u, x_c))(presynaptic_states)
             return tuple(jnp.mean(o, axis=0) for o in outs)
 
         _, pull = jax.vjp(avg_phi, net_c)
@@ -152,5 +183,5 @@ def rbp_delta(model, params, batch, u_free, cfg=SolveConfig()):
     x, y = batch
     drive = model.drive(params["net"], x)
     phi_u = lambda u: model.phi(params["net"], u, drive)
-    dl_du = jax.grad(lambda u: jnp.sum(dynamics.per_example_loss(model, params, u, y)))(u_free)
-    return adjoint_solve(phi_u, u_free, dl_du, cfg)
+    dl_du = jax.grad(lambda u: jnp.sum(model.cost(params, u, y)))(u_free)
+    return implicit_solve(phi_u, u_free, dl_du, cfg, transpose=True)

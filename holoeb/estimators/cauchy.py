@@ -21,10 +21,12 @@ import jax.numpy as jnp
 from holoeb import dynamics, holomorphic
 from holoeb.estimators.base import Estimator, check_nonzero_beta, check_positive_int
 from holoeb.estimators.nudged_phase import nudged_relaxations, weighted_activity_sum
+from holoeb.solvers import Relaxation
 
 
-def cauchy_activity_derivative(model, params, drive, y, u0, beta_abs, N, T_nudge, nudge_tol=None, conjugate_symmetry=True):
-    """Estimate of d sigma(u*)/d beta at beta = 0 and the max nudged residual.
+def cauchy_activity_derivative(model, params, drive, y, u0, beta_abs, N, relaxation, conjugate_symmetry=True):
+    """Estimate of d sigma(u*)/d beta at beta = 0 and the max nudged residual; every nudged
+    phase relaxes with ``relaxation`` (a holoeb.solvers.Relaxation) from the free state u0.
 
     ``beta_abs`` may be a traced scalar (one compilation serves a whole |beta| sweep);
     with N = 1 it may also be negative (the one-sided estimate with a negative nudge).
@@ -32,15 +34,15 @@ def cauchy_activity_derivative(model, params, drive, y, u0, beta_abs, N, T_nudge
     s0 = dynamics.activities(model, u0)
     if not conjugate_symmetry:
         unit, unit_w = holomorphic.cauchy_nodes(1.0, N)
-        rel = nudged_relaxations(model, params, drive, y, u0, beta_abs * jnp.asarray(unit), T_nudge, nudge_tol)
+        rel = nudged_relaxations(model, params, drive, y, u0, beta_abs * jnp.asarray(unit), relaxation)
         e = weighted_activity_sum(model, rel.state, s0, jnp.asarray(unit_w) / beta_abs)
         return tuple(jnp.real(v) for v in e), jnp.max(rel.residual)
     rb, rw, cb, cw = holomorphic.cauchy_half_nodes(1.0, N)
-    rel = nudged_relaxations(model, params, drive, y, u0, beta_abs * jnp.asarray(rb), T_nudge, nudge_tol)
+    rel = nudged_relaxations(model, params, drive, y, u0, beta_abs * jnp.asarray(rb), relaxation)
     e = weighted_activity_sum(model, rel.state, s0, jnp.asarray(rw) / beta_abs)
     res = jnp.max(rel.residual)
     if len(cb):
-        relc = nudged_relaxations(model, params, drive, y, u0, beta_abs * jnp.asarray(cb), T_nudge, nudge_tol)
+        relc = nudged_relaxations(model, params, drive, y, u0, beta_abs * jnp.asarray(cb), relaxation)
         ec = weighted_activity_sum(model, relc.state, s0, jnp.asarray(cw) / beta_abs)
         e = tuple(a + 2.0 * jnp.real(b) for a, b in zip(e, ec))
         res = jnp.maximum(res, jnp.max(relc.residual))
@@ -51,16 +53,16 @@ def cauchy_activity_derivative(model, params, drive, y, u0, beta_abs, N, T_nudge
 class Cauchy(Estimator):
     beta: float = 0.5  # teaching amplitude |beta| (sign ignored)
     N: int = 2
-    T_nudge: int = 20
-    nudge_tol: float = None
+    nudge: Relaxation = Relaxation(20)  # each nudged phase (shorthands T_nudge, nudge_tol)
     conjugate_symmetry: bool = True
     name = "cauchy"
+    requires_holomorphic = True
 
     def __post_init__(self):
         super().__post_init__()
         check_nonzero_beta(self.beta)
         check_positive_int("N", self.N)
-        check_positive_int("T_nudge", self.T_nudge)
+        check_positive_int("T_nudge", self.nudge.max_steps)
 
     def estimate(self, model, params, batch, rng):
         free, drive = self.free_phase(model, params, batch.x)
@@ -68,8 +70,7 @@ class Cauchy(Estimator):
         # u*_{conj beta} = conj(u*_beta) needs a real system (real parameters and inputs)
         real_system = not any(jnp.iscomplexobj(v) for v in jax.tree_util.tree_leaves((params, batch.x)))
         e, res = cauchy_activity_derivative(
-            model, params, drive, batch.y, u0, abs(self.beta), self.N, self.T_nudge, self.nudge_tol,
-            self.conjugate_symmetry and real_system,
+            model, params, drive, batch.y, u0, abs(self.beta), self.N, self.nudge, self.conjugate_symmetry and real_system,
         )
         aux = {"nudge_residual": res}
         return self.finish(model, params, batch, u0, tuple(-v for v in e), free.residual, aux)

@@ -29,7 +29,7 @@ def oscillating_states(model, params, x, y, beta_abs, N, steps_per_point, period
     unit = np.exp(2j * np.pi * np.arange(periods * N) / N)
     u_start = model.init_state(x)
     cdt = jnp.result_type(u_start[0].dtype, jnp.complex64)
-    drive = tuple(d.astype(cdt) for d in model.drive(params["net"], x))
+    drive = jax.tree_util.tree_map(lambda d: d.astype(cdt), model.drive(params["net"], x))
 
     def point(u, beta):
         step = lambda v: dynamics.nudged_map(model, params, v, drive, y, beta)
@@ -70,6 +70,7 @@ class Continuous(Estimator):
     steps_per_point: int = 60
     periods: int = 5
     name = "continuous"
+    requires_holomorphic = True
 
     def __post_init__(self):
         super().__post_init__()

@@ -33,8 +33,10 @@ import jax
 import jax.numpy as jnp
 
 from holoeb import dynamics, energy, readout
+from holoeb.diagnostics import layer_cosines
+from holoeb.errors import ConfigError
 from holoeb.estimators.base import Estimator, EstimatorResult, check_positive_int, rbp_delta
-from holoeb.solvers import relax
+from holoeb.solvers import Relaxation
 
 SIGNS = {"p": (0, 1), "n": (0, -1), "c": (-1, 1)}
 PERTURBATIONS = ("ep", "cpl")
@@ -50,36 +52,29 @@ def output_update(kind, y_onehot, o_free, beta, cost_scale=1.0):
         return energy.clamped_output((1.0 - beta) * o_free + beta * y_onehot.astype(o_free.dtype))
     if kind == "cl":
         return energy.clamped_output(y_onehot)
-    raise ValueError(f"unknown perturbation kind {kind!r}; choose 'ep', 'cpl' or 'cl'")
-
-
-def check_energy_model(model):
-    for attr in ("primitive", "drive", "schedule", "init_state"):
-        if not hasattr(model, attr):
-            raise ValueError(
-                f"energy-based rules need an energy-based model (with {attr!r}); "
-                f"{type(model).__name__} is not one (use 'hopfield' or 'dchn')"
-            )
+    raise ConfigError(f"unknown perturbation kind {kind!r}; choose 'ep', 'cpl' or 'cl'")
 
 
 @dataclasses.dataclass(frozen=True)
 class EnergyRule(Estimator):
-    """Shared machinery. T_free: free iterations (T, Table 5); K: iterations of each
-    perturbed phase; relax_dtype: dtype of the relaxations (None: the parameters')."""
+    """Shared machinery. free: the free phase (T = 60 iterations, Table 5; shorthand T_free);
+    nudge: each perturbed phase (K = 15 iterations in the paper; shorthand T_nudge);
+    relax_dtype: dtype of the relaxations (None: the parameters')."""
 
-    T_free: int = 60
-    K: int = 15
+    free: Relaxation = Relaxation(60)
+    nudge: Relaxation = Relaxation(15)
     relax_dtype: str = None
 
     name = "energy-rule"
+    requires_energy = True
     perturbation = None  # 'ep' | 'cpl' | 'cl'
     sign = None  # 'p' | 'n' | 'c'
 
     def __post_init__(self):
         super().__post_init__()
-        check_positive_int("K", self.K)
+        check_positive_int("T_nudge", self.nudge.max_steps)
         if self.relax_dtype not in RELAX_DTYPES:
-            raise ValueError(f"relax_dtype must be one of {RELAX_DTYPES}, got {self.relax_dtype!r}")
+            raise ConfigError(f"relax_dtype must be one of {RELAX_DTYPES}, got {self.relax_dtype!r}")
 
     @property
     def magnitude(self):
@@ -96,22 +91,24 @@ class EnergyRule(Estimator):
         return net, x.astype(dt)
 
     def estimate(self, model, params, batch, rng):
-        check_energy_model(model)
         x, y = batch
         net_r, x_r = self.relax_inputs(params, x)
         drive = model.drive(net_r, x_r)
-        free = relax(lambda s: energy.schedule_step(model, net_r, s, drive), model.init_state(x_r), self.T_free,
-                     tol=self.free_tol)
+
+        def phase(relaxation, s_start, output_update=energy.free_output):
+            update = lambda s, g: energy.layer_update(model, net_r, s, drive, g, output_update)
+            return relaxation.run_layers(update, s_start, model.schedule)
+
+        free = phase(self.free, model.init_state(x_r))
         s0 = free.state
         y1 = readout.one_hot(y, model.num_classes, x_r.dtype)
         states, residuals = {0.0: s0}, []
         for beta in self.phase_betas():
             if beta == 0.0:
                 continue
-            update = output_update(self.perturbation, y1, s0[-1], beta, getattr(model, "cost_scale", 1.0))
-            phase = relax(lambda s: energy.schedule_step(model, net_r, s, drive, update), s0, self.K)
-            states[beta] = phase.state
-            residuals.append(jnp.max(phase.residual))
+            sol = phase(self.nudge, s0, output_update(self.perturbation, y1, s0[-1], beta, model.cost_scale))
+            states[beta] = sol.state
+            residuals.append(jnp.max(sol.residual))
         (beta_a, beta_b) = self.phase_betas()
         s_a, s_b = states[beta_a], states[beta_b]
         g_net = energy.contrast_grad(model, params["net"], x, s_a, beta_a, s_b, beta_b)
@@ -120,8 +117,6 @@ class EnergyRule(Estimator):
         s0f = tuple(v.astype(dt) for v in s0)
         aux = {"nudge_residual": jnp.max(jnp.stack(residuals)), "weight_angle": {}}
         if self.compare_rbp:
-            from holoeb.diagnostics import layer_cosines
-
             delta, _ = rbp_delta(model, params, dynamics.Batch(x, y), s0f, self.solve_config)
             aux["cosine_rbp"] = layer_cosines(error, delta)
         grads = {"net": g_net, "readout": jax.tree_util.tree_map(jnp.zeros_like, params["readout"])}
@@ -146,7 +141,7 @@ class PerturbedRule(EnergyRule):
         super().__post_init__()
         b = self.beta
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.name}: beta must be a finite positive number (the rule sets the sign), got {b!r}"
             )
 

@@ -8,24 +8,24 @@ import dataclasses
 
 from holoeb.estimators.base import Estimator, check_nonzero_beta, check_positive_int
 from holoeb.estimators.cauchy import cauchy_activity_derivative
+from holoeb.solvers import Relaxation
 
 
 @dataclasses.dataclass(frozen=True)
 class EP(Estimator):
     beta: float = 0.5  # signed: beta < 0 gives the negative-nudge variant
-    T_nudge: int = 20
-    nudge_tol: float = None
+    nudge: Relaxation = Relaxation(20)  # the nudged phase (shorthands T_nudge, nudge_tol)
     name = "ep"
 
     def __post_init__(self):
         super().__post_init__()
         check_nonzero_beta(self.beta)
-        check_positive_int("T_nudge", self.T_nudge)
+        check_positive_int("T_nudge", self.nudge.max_steps)
 
     def estimate(self, model, params, batch, rng):
         free, drive = self.free_phase(model, params, batch.x)
         u0 = free.state
         # the one-point Cauchy rule with a signed radius is exactly this finite difference
-        e, res = cauchy_activity_derivative(model, params, drive, batch.y, u0, self.beta, 1, self.T_nudge, self.nudge_tol)
+        e, res = cauchy_activity_derivative(model, params, drive, batch.y, u0, self.beta, 1, self.nudge)
         aux = {"nudge_residual": res}
         return self.finish(model, params, batch, u0, tuple(-v for v in e), free.residual, aux)

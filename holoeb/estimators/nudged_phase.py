@@ -8,19 +8,19 @@ import jax
 import jax.numpy as jnp
 
 from holoeb import dynamics
-from holoeb.solvers import relax
 
 
-def nudged_relaxations(model, params, drive, y, u_start, betas, T_nudge, tol=None):
-    """Stacked `Relaxation` (leading axis k) of the nudged dynamics for each beta_k."""
+def nudged_relaxations(model, params, drive, y, u_start, betas, relaxation):
+    """Stacked `Solution` (leading axis k) of the nudged dynamics for each beta_k, each
+    relaxed with ``relaxation`` (a holoeb.solvers.Relaxation) from ``u_start``."""
     betas = jnp.asarray(betas)
     dtype = jnp.result_type(jax.tree_util.tree_leaves(u_start)[0].dtype, betas.dtype)
     u0 = dynamics.cast_state(u_start, dtype)
-    drive = tuple(d.astype(dtype) if jnp.iscomplexobj(betas) else d for d in drive)
+    if jnp.iscomplexobj(betas):
+        drive = jax.tree_util.tree_map(lambda d: d.astype(dtype), drive)
 
     def one(beta):
-        step = lambda u: dynamics.nudged_map(model, params, u, drive, y, beta)
-        return relax(step, u0, T_nudge, tol=tol)
+        return relaxation.run_layers(dynamics.nudged_layers(model, params, drive, y, beta), u0, model.schedule)
 
     return jax.vmap(one)(betas.astype(dtype))
 

@@ -12,13 +12,13 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from holoeb import dynamics
 from holoeb.estimators.base import Estimator, check_positive_int
+from holoeb.solvers import scheduled
 
 
 @dataclasses.dataclass(frozen=True)
 class TBP(Estimator):
-    K: int = 20
+    K: int = 20  # truncation depth: backprop through the last K iterations
     name = "tbp"
 
     def __post_init__(self):
@@ -30,11 +30,14 @@ class TBP(Estimator):
         free, _ = self.free_phase(model, params, x)
         u_free = jax.lax.stop_gradient(free.state)
 
+        schedule = self.free.resolve(model.schedule)  # unroll the free phase's own iteration
+
         def total_loss(p, c):
             drive = model.drive(p["net"], x)
-            step = lambda u: tuple(a + b for a, b in zip(model.phi(p["net"], u, drive), c))
+            phi = scheduled(lambda u, g: model.phi_layers(p["net"], u, drive, g), schedule)
+            step = lambda u: tuple(a + b for a, b in zip(phi(u), c))
             u = jax.lax.fori_loop(0, self.K, lambda i, v: step(v), u_free)
-            return jnp.sum(dynamics.per_example_loss(model, p, u, y))
+            return jnp.sum(model.cost(p, u, y))
 
         zeros = tuple(jnp.zeros_like(v) for v in u_free)
         g_params, error = jax.grad(total_loss, argnums=(0, 1))(params, zeros)

@@ -12,14 +12,14 @@ import jax
 
 from holoeb import dynamics
 from holoeb.estimators.base import Estimator
-from holoeb.linear_solve import forward_solve
+from holoeb.linear_solve import implicit_solve
 
 
 def true_activity_derivative(model, params, drive, y, u0, cfg):
     phi_u = lambda u: model.phi(params["net"], u, drive)
     g = dynamics.output_nudge(model, params, u0, y)
-    v, rel = forward_solve(phi_u, u0, g, cfg)
-    _, e = jax.jvp(lambda u: dynamics.activities(model, u), (u0,), (v,))
+    v, rel = implicit_solve(phi_u, u0, g, cfg)
+    _, e = jax.jvp(model.activities, (u0,), (v,))
     return e, v, rel
 
 

@@ -1,4 +1,5 @@
 """Model registry: `make_model(name, **kwargs)`."""
+from holoeb.errors import ConfigError
 from holoeb.models.conv import AsymConvNet
 from holoeb.models.dchn import DCHN
 from holoeb.models.hopfield import DenseHopfield
@@ -21,5 +22,5 @@ def make_model(name, **kwargs):
     try:
         cls = MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
+        raise ConfigError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
     return cls(**kwargs)

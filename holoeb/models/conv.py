@@ -43,10 +43,12 @@ import jax.numpy as jnp
 from holoeb import readout
 from holoeb.activations import get_activation
 from holoeb.convolution import check_impl, conv2d
+from holoeb.errors import ConfigError
+from holoeb.models.base import FixedPointModel
 from holoeb.pooling import softmax_pool
 
 @dataclasses.dataclass(frozen=True)
-class AsymConvNet:
+class AsymConvNet(FixedPointModel):
     """Recurrent conv net with independent forward/backward kernels (App. D.2)."""
 
     in_shape: tuple = (32, 32, 3)
@@ -64,11 +66,11 @@ class AsymConvNet:
         object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         if len(self.in_shape) != 3:
-            raise ValueError(f"in_shape must be (H, W, C), got {self.in_shape}")
+            raise ConfigError(f"in_shape must be (H, W, C), got {self.in_shape}")
         if not self.channels or min(self.channels) < 1:
-            raise ValueError(f"channels must be a non-empty tuple of positive ints, got {self.channels}")
+            raise ConfigError(f"channels must be a non-empty tuple of positive ints, got {self.channels}")
         if self.feedback not in ("activity", "pre_activation"):
-            raise ValueError(f"feedback must be 'activity' or 'pre_activation', got {self.feedback!r}")
+            raise ConfigError(f"feedback must be 'activity' or 'pre_activation', got {self.feedback!r}")
         get_activation(self.activation_name)
         check_impl(self.conv_impl)
         self.state_shapes  # validates the spatial sizes
@@ -94,7 +96,7 @@ class AsymConvNet:
             if self.padding(l) == "VALID":
                 h, w = h - self.kernel_size + 1, w - self.kernel_size + 1
             if h < 1 or w < 1 or h % self.pool_window or w % self.pool_window:
-                raise ValueError(
+                raise ConfigError(
                     f"input {self.in_shape} with channels {self.channels}: layer {l + 1} has spatial size {h}x{w} before "
                     f"pooling, which must be positive and divisible by the pool window {self.pool_window}"
                 )
@@ -145,9 +147,9 @@ class AsymConvNet:
         first = self.forward_module(net["layer1"]["wf"], x, 0) + net["layer1"]["b"]
         return (first,) + tuple(net[f"layer{l + 1}"]["b"] for l in range(1, self.num_layers))
 
-    def _phi(self, net, s, top, drive):
+    def _phi(self, net, s, top, drive, layers):
         out = []
-        for l in range(self.num_layers):
+        for l in layers:
             v = drive[l]
             if l > 0:
                 v = v + self.forward_module(net[f"layer{l + 1}"]["wf"], s[l - 1], l)
@@ -156,16 +158,22 @@ class AsymConvNet:
             out.append(jnp.broadcast_to(v, v.shape if v.ndim == 4 else (s[l].shape[0],) + self.state_shapes[l]))
         return tuple(out)
 
-    def phi(self, net, u, drive):
-        s = tuple(self.activation(l, v) for l, v in enumerate(u))
-        return self._phi(net, s, s if self.feedback == "activity" else u, drive)
+    def phi_layers(self, net, u, drive, layers):
+        s = self.activities(u)
+        return self._phi(net, s, s if self.feedback == "activity" else u, drive, layers)
 
     @property
-    def phi_activity(self):
+    def has_activity_coordinates(self):
+        """Activity coordinates exist only for feedback='activity'."""
+        return self.feedback == "activity"
+
+    def phi_activity(self, net, s, drive):
         """The free map as a function of the activities s (only when feedback == 'activity')."""
         if self.feedback != "activity":
-            raise AttributeError("phi_activity is defined only for feedback='activity'")
-        return lambda net, s, drive: self._phi(net, s, s, drive)
+            raise ConfigError(
+                "AsymConvNet with feedback='pre_activation' has no activity coordinates: use coordinates='pre_activation'"
+            )
+        return self._phi(net, s, s, drive, tuple(range(self.num_layers)))
 
     def weight_pairs(self, net):
         """(name, w^f, w^b) pairs: kernels have the same HWIO shape, tied means equal."""

@@ -14,6 +14,7 @@ autodiff. Initialisation: U(-c, c) with c = alpha_k / sqrt(fan_in), fan_in =
 c_in * 3 * 3 for convolutions and size_pre for the dense layer (Eq. 102); biases
 use the same bound.
 """
+from holoeb.errors import ConfigError
 import dataclasses
 import math
 
@@ -21,7 +22,9 @@ import jax
 import jax.numpy as jnp
 
 from holoeb.convolution import check_impl, conv2d
-from holoeb.energy import EnergyModel, check_cost_scale, check_schedule
+from holoeb.energy import check_cost_scale
+from holoeb.models.base import EnergyModel
+from holoeb.solvers import check_schedule
 from holoeb.initializers import gain_uniform
 from holoeb.models.hopfield import broadcast_gains
 
@@ -55,9 +58,9 @@ class DCHN(EnergyModel):
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         if not self.channels or min(self.channels) < 1:
-            raise ValueError(f"channels must be a non-empty tuple of positive ints, got {self.channels}")
+            raise ConfigError(f"channels must be a non-empty tuple of positive ints, got {self.channels}")
         if self.image_size % (2 ** len(self.channels)) != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"image_size {self.image_size} must be divisible by 2^{len(self.channels)} (one pooling per conv layer)"
             )
         object.__setattr__(self, "gains", broadcast_gains(self.gains, len(self.channels) + 1))
@@ -99,13 +102,13 @@ class DCHN(EnergyModel):
         return tuple(jnp.zeros((x.shape[0],) + s, x.dtype) for s in self.layer_shapes)
 
     def drive(self, net, x):
-        """P(w_1 * x): the input term of layer 1, constant during a relaxation."""
-        return max_pool2(conv3x3(x, net["w1"], self.conv_impl))
+        """(P(w_1 * x),): the input term of layer 1, constant during a relaxation."""
+        return (max_pool2(conv3x3(x, net["w1"], self.conv_impl)),)
 
     def primitive(self, net, s, drive):
         """Phi per example (B,) (Eq. 97)."""
         L = self.num_layers
-        phi = _dot(s[0], drive)
+        phi = _dot(s[0], drive[0])
         for k in range(2, L):
             phi = phi + _dot(s[k - 1], max_pool2(conv3x3(s[k - 2], net[f"w{k}"], self.conv_impl)))
         flat = s[L - 2].reshape(s[L - 2].shape[0], -1)

@@ -1,5 +1,6 @@
 """Shape bookkeeping shared by layered dense models:
 in_features -> hidden[0] -> ... -> hidden[-1] -> num_classes (the output layer)."""
+from holoeb.errors import ConfigError
 
 
 class DenseLayout:
@@ -9,7 +10,7 @@ class DenseLayout:
         """Store ``hidden`` as a tuple of ints and reject empty or non-positive widths."""
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden}")
+            raise ConfigError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden}")
 
     @property
     def input_shape(self):

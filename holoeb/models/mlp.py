@@ -19,11 +19,12 @@ import jax.numpy as jnp
 from holoeb import holomorphic, readout
 from holoeb.activations import get_activation
 from holoeb.initializers import gain_uniform
+from holoeb.models.base import FixedPointModel
 from holoeb.models.layout import DenseLayout
 
 
 @dataclasses.dataclass(frozen=True)
-class ReciprocalMLP(DenseLayout):
+class ReciprocalMLP(DenseLayout, FixedPointModel):
     """Reciprocal MLP of App. D.2 (2 hidden layers of 256 by default)."""
 
     in_features: int = 784
@@ -62,13 +63,19 @@ class ReciprocalMLP(DenseLayout):
         first = holomorphic.matmul(x, net["w_in"]) + net["b1"]
         return (first,) + tuple(net[f"b{l + 1}"] for l in range(1, self.num_layers))
 
-    def phi(self, net, u, drive):
-        return self.phi_activity(net, tuple(self.activation(l, v) for l, v in enumerate(u)), drive)
+    def phi_layers(self, net, u, drive, layers):
+        return self.activity_map(net, self.activities(u), drive, layers)
+
+    has_activity_coordinates = True
 
     def phi_activity(self, net, s, drive):
         """The free map as a function of the activities s = sigma(u) (affine in s)."""
+        return self.activity_map(net, s, drive, tuple(range(self.num_layers)))
+
+    def activity_map(self, net, s, drive, layers):
+        """New pre-activations of ``layers`` from the activities s."""
         out = []
-        for l in range(self.num_layers):
+        for l in layers:
             v = drive[l]
             if l > 0:
                 v = v + holomorphic.matmul(s[l - 1], net[f"wf{l + 1}"])
@@ -83,7 +90,7 @@ class ReciprocalMLP(DenseLayout):
 
 
 @dataclasses.dataclass(frozen=True)
-class LoopMLP(DenseLayout):
+class LoopMLP(DenseLayout, FixedPointModel):
     """'Loop' MLP (generalized hEP paper, Fig. 4e): a feed-forward chain whose output
     layer feeds back directly to the first hidden layer; no backward connections
     between adjacent layers.
@@ -118,12 +125,16 @@ class LoopMLP(DenseLayout):
     init_state = ReciprocalMLP.init_state
     drive = ReciprocalMLP.drive
 
-    phi = ReciprocalMLP.phi
+    phi_layers = ReciprocalMLP.phi_layers
+    has_activity_coordinates = True
+    phi_activity = ReciprocalMLP.phi_activity
 
-    def phi_activity(self, net, s, drive):
-        out = [drive[0] + holomorphic.matmul(s[-1], net["w_loop"])]
-        for l in range(1, self.num_layers):
-            out.append(drive[l] + holomorphic.matmul(s[l - 1], net[f"wf{l + 1}"]))
+    def activity_map(self, net, s, drive, layers):
+        """New pre-activations of ``layers`` from the activities s."""
+        out = []
+        for l in layers:
+            w, src = (net["w_loop"], s[-1]) if l == 0 else (net[f"wf{l + 1}"], s[l - 1])
+            out.append(drive[l] + holomorphic.matmul(src, w))
         return tuple(out)
 
     def weight_pairs(self, net):

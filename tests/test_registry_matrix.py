@@ -1,0 +1,105 @@
+"""Every registered estimator on every registered model: it works (finite gradients with
+the parameters' structure, error vectors shaped like the state) or it is refused before
+any compute with a ModelEstimatorMismatch naming both. A model or estimator added to a
+registry joins the matrix automatically (a new model only needs a small size below)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from holoeb import make_estimator, make_model
+from holoeb.errors import ModelEstimatorMismatch
+from holoeb.estimators import ESTIMATORS, run_estimator
+from holoeb.models import MODELS
+from holoeb.models.base import EnergyModel, FixedPointModel
+
+# small instances of each registered model (3 classes)
+SMALL = {
+    "mlp": dict(in_features=12, hidden=(8, 6), num_classes=3),
+    "loop_mlp": dict(in_features=12, hidden=(8, 6), num_classes=3),
+    "hopfield": dict(in_features=12, hidden=(8,), num_classes=3),
+    "dchn": dict(in_channels=1, image_size=8, channels=(2, 3), num_classes=3),
+    "asym_conv": dict(in_shape=(8, 8, 1), channels=(2, 3), num_classes=3),
+}
+ENERGY_RULES = ("cl", "p-ep", "n-ep", "c-ep", "p-cpl", "n-cpl", "c-cpl", "aeqprop")
+
+
+def required_to_work(model_name, estimator_name):
+    """The pairs the library promises: ep/true/rbp/tbp everywhere, cauchy/continuous on
+    holomorphic models, the energy-based rules and aeqprop on the energy models."""
+    model = make_model(model_name, **SMALL[model_name])
+    if estimator_name in ("ep", "true", "rbp", "tbp"):
+        return True
+    if estimator_name in ("cauchy", "continuous"):
+        return model.holomorphic
+    if estimator_name in ENERGY_RULES:
+        return isinstance(model, EnergyModel)
+    return False
+
+
+def _problem(model_name, batch=4):
+    model = make_model(model_name, **SMALL[model_name])
+    params = model.init(jax.random.PRNGKey(0))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (batch,) + tuple(model.input_shape))
+    y = jnp.arange(batch, dtype=jnp.int32) % model.num_classes
+    return model, params, (x, y)
+
+
+def test_every_registered_model_has_a_small_size_and_follows_the_contract():
+    assert set(MODELS) <= set(SMALL), f"add a small size for {sorted(set(MODELS) - set(SMALL))} to SMALL"
+    for name in MODELS:
+        assert isinstance(make_model(name, **SMALL[name]), FixedPointModel)
+
+
+@pytest.mark.parametrize("estimator_name", sorted(ESTIMATORS))
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_pair_works_or_is_refused_clearly(model_name, estimator_name):
+    model, params, batch = _problem(model_name)
+    est = make_estimator(estimator_name, T_free=8)
+    try:
+        res = run_estimator(est, model, params, batch, jax.random.PRNGKey(2))
+    except ModelEstimatorMismatch as e:
+        assert not required_to_work(model_name, estimator_name), f"{estimator_name} on {model_name} must work: {e}"
+        msg = str(e)
+        assert estimator_name in msg and type(model).__name__ in msg
+        return
+    assert jax.tree_util.tree_structure(res.grads) == jax.tree_util.tree_structure(params)
+    for g, p in zip(jax.tree_util.tree_leaves(res.grads), jax.tree_util.tree_leaves(params)):
+        assert g.shape == p.shape and bool(jnp.all(jnp.isfinite(g)))
+    # a non-trivial gradient: some parameter moves
+    assert sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree_util.tree_leaves(res.grads["net"])) > 0
+    state = model.init_state(batch[0])
+    assert len(res.error) == len(state) == len(res.free_state)
+    for e, s in zip(res.error, state):
+        assert e.shape == s.shape
+    assert np.isfinite(float(res.loss)) and 0.0 <= float(res.accuracy) <= 1.0
+
+
+@pytest.mark.parametrize("model_name", [n for n in sorted(SMALL) if n in MODELS])
+def test_refusal_happens_before_any_compute(model_name):
+    """A refused pair fails at call time, also outside jit, with the holoeb error class."""
+    model, params, batch = _problem(model_name)
+    for name in sorted(ESTIMATORS):
+        if required_to_work(model_name, name):
+            continue
+        with pytest.raises(ModelEstimatorMismatch):
+            make_estimator(name).check_model(model)
+
+
+@pytest.mark.parametrize("model_name", [n for n in sorted(MODELS) if issubclass(MODELS[n], EnergyModel)])
+def test_energy_models_true_derivative_equals_rbp_with_the_sync_map(model_name, x64):
+    """For an energy model with the synchronous map, J = D H (D = diag sigma' in {0, 1},
+    H the symmetric Hessian of the primitive), so by the push-through identity
+    (I - D H)^{-1} D = D (I - H D)^{-1} and D^2 = D the true-nudge gradient equals RBP's
+    exactly: the generic estimators run on energy models with the right coordinates."""
+    kw = dict(SMALL[model_name], schedule="sync")
+    model = make_model(model_name, **kw)
+    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), model.init(jax.random.PRNGKey(3)))
+    x = jax.random.uniform(jax.random.PRNGKey(4), (3,) + tuple(model.input_shape), jnp.float64)
+    y = jnp.arange(3, dtype=jnp.int32) % model.num_classes
+    exact = dict(T_free=400, solve_tol=1e-12, solve_maxiter=80)
+    t = run_estimator(make_estimator("true", **exact), model, params, (x, y), None)
+    r = run_estimator(make_estimator("rbp", **exact), model, params, (x, y), None)
+    assert float(jnp.max(t.residual)) < 1e-10
+    for a, b in zip(jax.tree_util.tree_leaves(t.grads), jax.tree_util.tree_leaves(r.grads)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-9, rtol=1e-7)
