@@ -328,10 +328,10 @@ def test_generic_parameter_step_is_the_dense_closed_form():
         np.testing.assert_allclose(flat(got), flat(want), rtol=1e-14, atol=1e-15)
 
 
-def small_dchn_problem():
+def small_dchn_problem(dtype=jnp.float64):
     m = make_model("dchn", in_channels=1, image_size=8, channels=(2, 2), num_classes=3, gains=0.5)
-    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), m.init(jax.random.PRNGKey(0)))
-    x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 1), jnp.float64)
+    params = jax.tree_util.tree_map(lambda p: p.astype(dtype), m.init(jax.random.PRNGKey(0)))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 1), dtype)
     return m, params, x, jnp.array([0, 1, 2, 1])
 
 
@@ -392,3 +392,23 @@ def test_non_energy_models_are_refused(name):
     m = make_model(name)
     with pytest.raises(ModelEstimatorMismatch, match="'hopfield' or 'dchn'"):
         make_estimator("aeqprop")(m, None, (jnp.zeros((1,) + tuple(m.input_shape)), jnp.zeros(1, jnp.int32)), None)
+
+
+def test_input_shortcut_is_refused_off_the_dense_hopfield_and_jit_runs():
+    from holoeb.errors import ConfigError
+    from holoeb.estimators import run_estimator
+
+    m, params, x, y = small_dchn_problem(jnp.float32)
+    with pytest.raises(ConfigError, match="shortcut"):
+        make_estimator("aeqprop", input_shortcut=True, T_free=3, T_nudge=3)(m, params, (x, y), None)
+    with pytest.raises(ConfigError, match="exact"):
+        make_estimator("aeqprop", input_shortcut=True, relaxation="gradient")
+    res = run_estimator(make_estimator("aeqprop", T_free=5, T_nudge=5), m, params, (x, y))
+    assert bool(jnp.all(jnp.isfinite(flat(res.grads))))
+
+
+def test_boxed_output_free_phase_is_clipped():
+    m, th, x, y = tiny_hopfield("float32")
+    big = {"net": dict(th["net"], b2=th["net"]["b2"] + 10.0), "readout": {}}
+    s = m.phi(big["net"], m.init_state(x), m.drive(big["net"], x))
+    assert float(jnp.max(s[-1])) == 2.0  # the output box [-1, 2]
