@@ -98,6 +98,9 @@ class Relaxation:
     tol: Any = None
     schedule: Any = None
 
+    dtype = None  # the dtype the relaxation runs in (None: the model's; see holoeb.precision)
+    refine_steps = 0  # full-precision iterations after a low-precision relaxation
+
     def __post_init__(self):
         s = self.max_steps
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:

@@ -17,6 +17,7 @@ import pytest
 
 from holoeb.estimators import make_estimator
 from holoeb.models import make_model
+from holoeb.models.base import FixedPointModel
 
 SIZES = (6, 5, 4, 3)  # input, two hidden layers, output
 B = 4
@@ -185,7 +186,7 @@ def test_cpl_with_beta_one_is_cl():
     assert _rel_err(other.grads["net"], cl.grads["net"]) > 1e-2
 
 
-class _UntiedHopfield:
+class _UntiedHopfield(FixedPointModel):
     """Vector-field form of the dense Hopfield net with separate forward weights wf_k
     (n_{k-1}, n_k) and backward weights wb_k (n_k, n_{k-1}); tied when wb_k = wf_k^T."""
 
@@ -196,17 +197,20 @@ class _UntiedHopfield:
     def init_state(self, x):
         return tuple(jnp.zeros((x.shape[0], n), x.dtype) for n in SIZES[1:])
 
+    def init(self, rng):
+        raise NotImplementedError("parameters come from the tied model")
+
     def drive(self, net, x):
-        return x @ net["w1"]
+        return (x @ net["w1"],)
 
     def activation(self, l, u):
         return u
 
-    def phi(self, net, u, drive):
+    def phi_layers(self, net, u, drive, layers):
         L = self.num_layers
         out = []
-        for k in range(1, L + 1):
-            v = (drive if k == 1 else u[k - 2] @ net[f"wf{k}"]) + net[f"b{k}"]
+        for k in [l + 1 for l in layers]:
+            v = (drive[0] if k == 1 else u[k - 2] @ net[f"wf{k}"]) + net[f"b{k}"]
             if k < L:
                 v = v + u[k] @ net[f"wb{k + 1}"]
             out.append(v if k == L else jnp.clip(v, 0.0, 1.0))
@@ -306,7 +310,7 @@ def _check_cost_scale():
                       cost_scale=0.5)
     assert half.cost_scale == 0.5 and model.cost_scale == 1.0
     for name in ("c-ep", "n-ep", "p-ep", "rbp", "tbp"):
-        hp = dict(T_free=200, T_nudge=100)
+        hp = dict(T_free=200, T_nudge=100) if "ep" in name else dict(T_free=200, K=100)
         if name == "rbp":
             hp.pop("K")
         g_half = run(name, half, params, x, y, **hp, **({"beta": 0.6} if "ep" in name else {})).grads["net"]

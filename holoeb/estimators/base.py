@@ -98,6 +98,15 @@ class Estimator:
         return self.free.tol
 
     @property
+    def free_dtype(self):
+        """dtype of the free phase (None: the parameters'; see holoeb.precision)."""
+        return self.free.dtype
+
+    @property
+    def free_refine_steps(self):
+        return self.free.refine_steps
+
+    @property
     def solve_config(self):
         return SolveConfig(self.solve_tol, self.solve_restart, self.solve_maxiter)
 

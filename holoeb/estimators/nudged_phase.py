@@ -8,11 +8,13 @@ import jax
 import jax.numpy as jnp
 
 from holoeb import dynamics
+from holoeb.solvers import Relaxation
 
 
 def nudged_relaxations(model, params, drive, y, u_start, betas, relaxation):
     """Stacked `Solution` (leading axis k) of the nudged dynamics for each beta_k, each
-    relaxed with ``relaxation`` (a holoeb.solvers.Relaxation) from ``u_start``."""
+    relaxed with ``relaxation`` (a holoeb.solvers.Relaxation, or a number of steps) from ``u_start``."""
+    relaxation = Relaxation.coerce(relaxation, "nudged relaxation")
     betas = jnp.asarray(betas)
     dtype = jnp.result_type(jax.tree_util.tree_leaves(u_start)[0].dtype, betas.dtype)
     u0 = dynamics.cast_state(u_start, dtype)
