@@ -106,8 +106,8 @@ def run(args):
 
     def make(depth, width, angle_deg):
         m = make_model(args.model, hidden=(width,) * depth)
-        dyn = dataclasses.replace(m, asymmetry=0.0) if hasattr(m, "asymmetry") else m
-        init = dataclasses.replace(m, asymmetry=math.radians(angle_deg)) if hasattr(m, "asymmetry") else m
+        dyn = dataclasses.replace(m, asymmetry=0.0) if m.asymmetry is not None else m
+        init = dataclasses.replace(m, asymmetry=math.radians(angle_deg)) if m.asymmetry is not None else m
         return dyn, init.init(key)
 
     probe = make_model(args.model, hidden=(args.width,))
@@ -131,12 +131,12 @@ def run(args):
     # Eq. 11 on a small net, float64, dense Jacobians
     jax.config.update("jax_enable_x64", True)
     small = make_model(args.model, hidden=(args.eq11_width,) * 2, dtype="float64")
-    dyn = dataclasses.replace(small, asymmetry=0.0) if hasattr(small, "asymmetry") else small
+    dyn = dataclasses.replace(small, asymmetry=0.0) if small.asymmetry is not None else small
     n = min(args.eq11_examples, len(ds))
     x, y = jnp.asarray(ds.x[:n], jnp.float64), jnp.asarray(ds.y[:n])
     eq = {"model": f"{args.model} {args.eq11_width}x2 (float64, {n} examples)", "angles": []}
     for a in args.eq11_asymmetry_deg:
-        p = dataclasses.replace(small, asymmetry=math.radians(a)).init(key) if hasattr(small, "asymmetry") else small.init(key)
+        p = dataclasses.replace(small, asymmetry=math.radians(a)).init(key) if small.asymmetry is not None else small.init(key)
         r = eq11_check(dyn, p, x, y)
         eq["angles"].append({"angle_deg": a, **{k: v.tolist() for k, v in r.items()}})
         print(f"Eq. 11, {a:5.1f} deg: ||S^-1 A|| {r['norm_SinvA'].mean():.3g}, rel. error zeroth order "

@@ -220,7 +220,7 @@ def run(args):
             panels[f"{'symmetric' if a == 0 else 'asymmetric'} (angle {a:g} deg)"] = (m, m.init(jax.random.PRNGKey(args.seed)))
     first = next(iter(panels.values()))[0]
     # dynamics do not depend on the initial angle: one model object -> one compilation
-    dyn_model = dataclasses.replace(first, asymmetry=0.0) if hasattr(first, "asymmetry") else first
+    dyn_model = dataclasses.replace(first, asymmetry=0.0) if first.asymmetry is not None else first
 
     n = args.batch_size * args.num_batches
     ds = load_dataset(args.dataset, args.split, dyn_model.input_shape, args.data_dir, n)
@@ -245,7 +245,7 @@ def run(args):
         r = bias.bias_sweep(dyn_model, params, batches, betas, specs, args.T_free, args.free_tol, args.T_nudge,
                             args.steps_per_point, cfg, evaluators, log=print, ref_fn=ref_fn)
         r["time_s"] = time.time() - t1
-        r["asymmetry_deg"] = getattr(model, "asymmetry", 0.0) * 180 / math.pi
+        r["asymmetry_deg"] = (model.asymmetry or 0.0) * 180 / math.pi
         results[label] = r
         ref = r["reference"]
         print(f"  true vs RBP cosine {ref['cos_true_rbp_overall']:.4f} (layers {np.round(ref['cos_true_rbp'], 4).tolist()}), "

@@ -2,6 +2,7 @@
 from holoeb.errors import ConfigError
 from holoeb.models.conv import AsymConvNet
 from holoeb.models.dchn import DCHN
+from holoeb.models.flax_adapter import from_flax  # noqa: F401  (user flax modules -> models)
 from holoeb.models.hopfield import DenseHopfield
 from holoeb.models.mlp import LoopMLP, ReciprocalMLP
 

@@ -41,6 +41,7 @@ class FixedPointModel(abc.ABC):
 
     schedule = "sync"  # iteration schedule of Phi: 'sync' | 'async'
     holomorphic = True  # Phi is holomorphic in the state
+    asymmetry = None  # initial forward/backward weight angle (radians) for models that have one
 
     # ---- shapes ---------------------------------------------------------------
     @property
