@@ -384,17 +384,27 @@ def set_path(cfg, dotted, value):
     node[keys[-1]] = value
 
 
+def read_json_object(path, what="config"):
+    """The JSON object in file ``path``; ConfigError if it is missing, not JSON or not an object."""
+    try:
+        with open(path) as f:
+            user = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file {path!r} not found") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{what} {path}: not valid JSON ({e})") from e
+    if not isinstance(user, dict):
+        raise ConfigError(f"{what} {path}: expected a JSON object, got {type(user).__name__}")
+    return user
+
+
 def load_config(path=None, overrides=None, sets=()):
     """TrainConfig from defaults <- JSON file ``path`` <- ``overrides`` (dotted path -> value)
     <- ``sets`` ('a.b=text' strings, parsed by the field's type). ConfigError names the
     offending dotted key for unknown keys or wrong types."""
     cfg = TrainConfig().to_dict()
     if path:
-        with open(path) as f:
-            try:
-                user = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"config {path}: not valid JSON ({e})") from e
+        user = read_json_object(path, "config")
         _check_sections(user, f"config {path}")
         for name in user:
             if name in SECTIONS and not isinstance(user[name], dict):

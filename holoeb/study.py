@@ -31,7 +31,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from holoeb.config import (TrainConfig, build_dataclass, check, field_type, parse_value, split_assignment, _finite)
+from holoeb.config import (TrainConfig, _finite, build_dataclass, check, field_type, parse_value, read_json_object,
+                           split_assignment)
 from holoeb.errors import ConfigError
 
 RULES = ("tbp", "rbp", "cl", "p-ep", "n-ep", "c-ep", "p-cpl", "n-cpl", "c-cpl")
@@ -95,14 +96,7 @@ def load_study_config(protocol="cpu", path=None, overrides=None, sets=()):
     fields = dataclasses.asdict(StudyConfig())
     fields.update(copy.deepcopy(PROTOCOLS[protocol]))
     if path:
-        with open(path) as f:
-            try:
-                user = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"study config {path}: not valid JSON ({e})") from e
-        if not isinstance(user, dict):
-            raise ConfigError(f"study config {path}: expected a JSON object of StudyConfig fields")
-        fields.update(user)
+        fields.update(read_json_object(path, "study config"))
     fields.update(copy.deepcopy(overrides or {}))
     for item in sets or ():
         k, text = split_assignment(item)

@@ -91,7 +91,7 @@ def test_print_config_train(capsys):
     assert printed == expected.to_dict()
     assert printed["estimator"] == {"name": "cauchy", "N": 6, "beta": 0.5, "T_free": 150, "T_nudge": 20}
     assert printed["training"]["epochs"] == 3 and printed["training"]["batch_size"] == 50
-    assert printed["homeostasis"]["lambda"] == 0.0 and printed["data"]["random_flip"] is None
+    assert printed["homeostasis"]["lambda"] == 0.0 and printed["data"]["random_flip"] is False
 
 
 def test_print_config_study(capsys):
