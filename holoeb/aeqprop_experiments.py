@@ -138,7 +138,7 @@ def plot_grid(curves, betas, epss, path, title):
 
 # ---- dense Hopfield on Fashion-MNIST (Section 5.3) -------------------------------------------
 FMNIST_DEFAULTS = dict(hidden=2048, beta=0.5, eps_w1=0.002, eps_w2=0.01, eps_b=0.02, batch_size=32, epochs=2,
-                       train_subset=0, T_free=20, T_nudge=20, T_eval=30, seed=0)
+                       train_subset=0, T_free=20, T_nudge=20, seed=0)
 
 
 def fmnist_model(hidden):
@@ -147,65 +147,44 @@ def fmnist_model(hidden):
                       init_scheme="xavier_half", output_bounds=(-1.0, 2.0), cost_scale=0.5)
 
 
-def load_fmnist(split, n=0, data_dir=None):
-    from holoeb.data import load_fashion_mnist
+def fmnist_train_config(variant, cfg, data_dir=None):
+    """The `holoeb.training` config of one Aeqprop variant on Fashion-MNIST (Sec. 5.3).
 
-    x, y = load_fashion_mnist(split, data_dir)
-    x = x.reshape(x.shape[0], -1).astype(np.float32) / 255.0
-    y = y.astype(np.int32)
-    return (x[:n], y[:n]) if n else (x, y)
+    Each step is one call of the "aeqprop" estimator, whose grads are
+    (theta_{t-1} - theta_t) / (eps_k (beta_2 - beta_1)); SGD with learning rate
+    beta_2 - beta_1 (= beta for every variant) and per-parameter scales eps_k therefore
+    applies exactly theta_t, the parameters read off phase 2. Pixels stay in [0, 1]
+    (no normalisation, no flips): the couplings' stability bound depends on that scale."""
+    eps = {"w1": cfg["eps_w1"], "w2": cfg["eps_w2"], "b1": cfg["eps_b"], "b2": cfg["eps_b"]}
+    m = fmnist_model(cfg["hidden"])
+    return {
+        "model": {"name": "hopfield", "in_features": 784, "hidden": [int(cfg["hidden"])], "num_classes": 10,
+                  "gains": list(m.gains), "init_scheme": m.init_scheme, "output_bounds": list(m.output_bounds),
+                  "cost_scale": m.cost_scale},
+        "estimator": {"name": "aeqprop", "variant": variant, "beta": cfg["beta"], "eps": cfg["eps_b"],
+                      "eps_per_param": [["w1", cfg["eps_w1"]], ["w2", cfg["eps_w2"]]],
+                      "T_free": int(cfg["T_free"]), "T_nudge": int(cfg["T_nudge"]), "input_shortcut": True},
+        "optimizer": {"name": "sgd", "learning_rate": float(cfg["beta"]), "momentum": 0.0, "lr_scales": eps},
+        "data": {"dataset": "fashion_mnist", "data_dir": data_dir, "train_size": int(cfg["train_subset"]) or None,
+                 "random_flip": False, "normalize": False},
+        "training": {"batch_size": int(cfg["batch_size"]), "epochs": int(cfg["epochs"]), "seed": int(cfg["seed"])},
+        "diagnostics": {"enabled": False},
+    }
 
 
-def evaluate(model, params, x, y, T, batch=1000):
-    """(test error, mean cost) at the free equilibrium after T block sweeps."""
-    @jax.jit
-    def errors(p, xb, yb):
-        s, _ = relax_state(model, p, xb, yb, 0.0, model.init_state(xb), T)
-        return jnp.sum(jnp.argmax(model.predict(p, s), -1) != yb), jnp.sum(model.cost(p, s, yb))
+def train_fmnist_variant(variant, cfg, run_dir, data_dir=None, log=print, progress=True):
+    """Train one variant through `holoeb.training.train` in ``run_dir`` (resumable); returns
+    its history as fractions: train_loss, train_error_running, test_error, test_loss, seconds."""
+    from holoeb.training import train
 
-    wrong, cost = 0, 0.0
-    for i in range(0, len(y), batch):
-        w, c = errors(params, jnp.asarray(x[i:i + batch]), jnp.asarray(y[i:i + batch]))
-        wrong, cost = wrong + int(w), cost + float(c)
-    return wrong / len(y), cost / len(y)
-
-
-def train_fmnist_variant(variant, cfg, data, log=print):
-    (xtr, ytr), (xte, yte) = data
-    model = fmnist_model(cfg["hidden"])
-    est = make_estimator("aeqprop", variant=variant, beta=cfg["beta"], eps=cfg["eps_b"],
-                         eps_per_param=(("w1", cfg["eps_w1"]), ("w2", cfg["eps_w2"])),
-                         T_free=int(cfg["T_free"]), T_nudge=int(cfg["T_nudge"]), input_shortcut=True)
-    params = model.init(jax.random.PRNGKey(cfg["seed"]))
-
-    @jax.jit
-    def step(p, xb, yb):
-        r = est.estimate(model, p, (xb, yb), None)
-        return r.aux["theta_next"], r.loss, r.accuracy, r.aux["phase2_residual"]
-
-    rng = np.random.default_rng(cfg["seed"])
-    B = cfg["batch_size"]
-    history = []
-    t0 = time.time()
-    for epoch in range(cfg["epochs"]):
-        order = rng.permutation(len(ytr))
-        losses, accs, res = [], [], []
-        for i in range(0, len(order) - B + 1, B):
-            idx = order[i:i + B]
-            if i == 0 and epoch == 0:
-                est.check_model(model)
-                model.check_batch((xtr[idx], ytr[idx]))
-            params, loss, acc, r2 = step(params, jnp.asarray(xtr[idx]), jnp.asarray(ytr[idx]))
-            losses.append(loss), accs.append(acc), res.append(r2)
-        train_loss = float(np.mean(jax.device_get(losses)))
-        train_err = 1.0 - float(np.mean(jax.device_get(accs)))
-        test_err, test_cost = evaluate(model, params, xte, yte, cfg["T_eval"])
-        entry = dict(epoch=epoch + 1, train_loss=train_loss, train_error_running=train_err, test_error=test_err,
-                     test_cost=test_cost, phase2_residual_max=float(np.max(jax.device_get(res))),
-                     seconds=time.time() - t0)
-        history.append(entry)
-        log(f"[{variant}] " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
-    return params, history
+    history = train(fmnist_train_config(variant, cfg, data_dir), run_dir, progress=progress, log=log)
+    t = 0.0
+    out = []
+    for r in history:
+        t += r["epoch_time_s"]
+        out.append(dict(epoch=r["epoch"], train_loss=r["train_loss"], train_error_running=1.0 - r["train_acc"],
+                        test_error=r["val_error"] / 100.0, test_cost=r["val_loss"], seconds=t))
+    return history, out
 
 
 # ---- experiment drivers (output directories) -------------------------------------------------
@@ -249,10 +228,9 @@ def run_fmnist_experiment(out, cfg, variants=("optimistic", "pessimistic", "cent
     import os
 
     os.makedirs(out, exist_ok=True)
-    data = (load_fmnist("train", cfg["train_subset"], data_dir), load_fmnist("test", 0, data_dir))
     results = {"config": cfg, "variants": {}}
     for v in variants:
-        _, hist = train_fmnist_variant(v, cfg, data, log)
+        _, hist = train_fmnist_variant(v, cfg, os.path.join(out, v), data_dir, log)
         results["variants"][v] = {"history": hist, "final_test_error": hist[-1]["test_error"]}
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(results, f, indent=1)

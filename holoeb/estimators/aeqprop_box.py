@@ -40,7 +40,7 @@ def output_bounds(model):
     """The output box (lo, hi) of an energy model; (-inf, inf) when unbounded (the
     EnergyModel default: S = [0, 1]^hidden x R^out; a model with a boxed output has the
     field ``output_bounds``). Hidden layers are always [0, 1]."""
-    b = getattr(model, "output_bounds", None)
+    b = model.output_bounds
     return (-float("inf"), float("inf")) if b is None else tuple(b)
 
 
@@ -51,7 +51,7 @@ def is_zero(beta):
 def check_nudge(model, beta):
     """E + beta C must be bounded below on the state space: with an unbounded output this
     needs 1 + 2 beta c > 0 (a bounded box admits every beta). Concrete beta only."""
-    bounded = getattr(model, "output_bounds", None) is not None
+    bounded = model.output_bounds is not None
     c = model.cost_scale
     if not bounded and 1.0 + 2.0 * beta * c <= 0:
         raise ConfigError(

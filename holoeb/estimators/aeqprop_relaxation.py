@@ -53,7 +53,7 @@ PARAM_CG_MAX_ITERS = 64  # bound on the conjugate-gradient iterations of `param_
 def linear_in_params(model):
     """E linear in theta (the EnergyModel default: 'hopfield', 'dchn'); False for models
     that declare an energy quadratic in theta (``linear_in_params = False``)."""
-    return getattr(model, "linear_in_params", True)
+    return model.linear_in_params
 
 
 # ---- the one loop ---------------------------------------------------------------------------

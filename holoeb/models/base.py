@@ -151,6 +151,8 @@ class EnergyModel(FixedPointModel):
 
     holomorphic = False
     cost_scale = 1.0
+    output_bounds = None  # box of the output layer (None: unbounded)
+    linear_in_params = True  # E is linear in theta (Aeqprop's exact parameter step is then one gradient)
 
     @abc.abstractmethod
     def primitive(self, net, s, drive):
