@@ -32,9 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from holoeb.estimators import make_estimator
 from holoeb.estimators.aeqprop_procedure import aeqprop_step
-from holoeb.estimators.aeqprop_relaxation import relax_state
 from holoeb.estimators.aeqprop_variants import nudges
 from holoeb.models import make_model
 from holoeb.models.fourier_regression import FourierRegression

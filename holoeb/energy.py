@@ -36,9 +36,8 @@ the output layer.
 import jax
 import jax.numpy as jnp
 
-from holoeb import readout
 from holoeb.errors import ConfigError
-from holoeb.solvers import check_schedule, layer_groups, sweep  # noqa: F401  (re-exported)
+from holoeb.solvers import sweep
 
 
 def hard_sigmoid(v):

@@ -4,7 +4,6 @@ paper (Section 5.2, Figs. 2-3; Section 5.3, dense Hopfield on Fashion-MNIST).
     holoeb aeqprop-linreg --out runs/aeqprop_linreg      # fig2_<mode>.png, fig3_<mode>.png, results.json
     holoeb aeqprop-fmnist --out runs/aeqprop_fmnist      # results.json, fmnist.png (test error per variant)
 """
-import json
 
 
 def register(subparsers):
@@ -40,14 +39,12 @@ def run_linreg(args):
 def fmnist_config(args):
     """The defaults, overridden by --config (JSON) and then by the command-line flags."""
     from holoeb.aeqprop_experiments import FMNIST_DEFAULTS as DEFAULTS
+    from holoeb.config import read_json_object
     from holoeb.errors import ConfigError
 
     cfg = dict(DEFAULTS)
     if args.config:
-        with open(args.config) as f:
-            overrides = json.load(f)
-        if "T_nudged" in overrides:  # the former name of the nudged-phase length
-            overrides["T_nudge"] = overrides.pop("T_nudged")
+        overrides = read_json_object(args.config, "aeqprop-fmnist config")
         unknown = sorted(set(overrides) - set(DEFAULTS))
         if unknown:
             raise ConfigError(f"{args.config}: unknown key(s) {unknown}; aeqprop-fmnist takes {sorted(DEFAULTS)}")
