@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from holoeb import energy
-from holoeb.commands.study import normalise
+from holoeb.data.registry import normalise
 from holoeb.data import load_fashion_mnist
 from holoeb.estimators import make_estimator
 from holoeb.models import make_model
@@ -49,7 +49,7 @@ def main(argv=None):
     p.add_argument("--tols", type=float, nargs="+", default=[1e-2, 1e-3, 1e-4])
     p.add_argument("--max-iter", type=int, default=500)
     p.add_argument("--T", type=int, default=60)
-    p.add_argument("--K", type=int, default=15)
+    p.add_argument("--T-nudge", dest="T_nudge", type=int, default=15, help="iterations of each perturbed phase (K of Table 5)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--conv-impls", nargs="+", default=["xla", "im2col"], choices=["xla", "im2col"])
     p.add_argument("--skip", nargs="*", default=[], choices=["residual", "step", "free"])
@@ -89,14 +89,14 @@ def main(argv=None):
             for s in ("async", "sync"):
                 m = make_model("dchn", in_channels=1, channels=tuple(args.channels), schedule=s, conv_impl=impl)
                 for dt in ("float32", "bfloat16"):
-                    est = make_estimator("c-ep", T_free=args.T, T_nudge=args.K, beta=0.25,
+                    est = make_estimator("c-ep", T_free=args.T, T_nudge=args.T_nudge, beta=0.25,
                                          relax_dtype=None if dt == "float32" else dt)
                     f = jax.jit(lambda p, xx, yy: est(m, p, (xx, yy), None).grads)
                     first, sec = timed(f, params, x, y, repeats=args.repeats)
                     rows.append(dict(conv=impl, schedule=s, dtype=dt, step_s=sec, compile_s=first))
                     print(rows[-1], flush=True)
         out["cep_step"] = rows
-        md += [f"C-EP training step, batch {args.batch}, {args.T} free + 2 x {args.K} nudged iterations:", "",
+        md += [f"C-EP training step, batch {args.batch}, {args.T} free + 2 x {args.T_nudge} nudged iterations:", "",
                "| convolution | schedule | relaxation dtype | step (s) |", "|---|---|---|---|"]
         md += [f"| {r['conv']} | {r['schedule']} | {r['dtype']} | {r['step_s']:.3f} |" for r in rows] + [""]
 

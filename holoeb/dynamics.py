@@ -10,17 +10,12 @@ from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
-from holoeb.solvers import state_norm, sweep  # noqa: F401  (state_norm re-exported)
+from holoeb.solvers import sweep
 
 
 class Batch(NamedTuple):
     x: Any  # (B, *input_shape)
     y: Any  # (B,) integer labels
-
-
-def output_nudge(model, params, u, y):
-    """dF/dbeta at u: the model's nudge (a tuple like u)."""
-    return tuple(model.nudge(params, u, y))
 
 
 def nudged_layers(model, params, drive, y, beta):
@@ -42,38 +37,14 @@ def nudged_map(model, params, u, drive, y, beta):
     return sweep(nudged_layers(model, params, drive, y, beta), u, model.schedule)
 
 
-def phi_full(model, net, u, x):
-    """Phi with the input drive recomputed: the map whose theta-Jacobian enters Eq. 4/6."""
-    return model.phi_full(net, u, x)
-
-
-def per_example_loss(model, params, u, y):
-    """(B,) loss at state u (the model's cost)."""
-    return model.cost(params, u, y)
-
-
 def loss_at(model, params, u, y):
     """Mean loss at state u."""
     return jnp.mean(model.cost(params, u, y))
-
-
-def scores(model, params, u):
-    """(B, C) class scores (the model's predict)."""
-    return model.predict(params, u)
 
 
 def accuracy(model, params, u, y):
     return jnp.mean(jnp.argmax(jnp.real(model.predict(params, u)), -1) == y)
 
 
-def activities(model, u):
-    return model.activities(u)
-
-
 def cast_state(u, dtype):
     return tuple(v.astype(dtype) for v in u)
-
-
-def check_batch(model, batch):
-    """Raise a ConfigError naming what is wrong with a batch."""
-    model.check_batch(batch)

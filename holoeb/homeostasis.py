@@ -40,7 +40,6 @@ is likewise local in time.
 import jax
 import jax.numpy as jnp
 
-from holoeb import dynamics
 from holoeb.errors import ConfigError
 
 
@@ -52,7 +51,7 @@ def _vector_field(model, net, x, u_star, coordinates):
         raise ConfigError(f"{type(model).__name__} has no activity coordinates (phi_activity): use coordinates='pre_activation'")
     drive = model.drive(net, x)
     if coordinates == "activity":
-        z = dynamics.activities(model, u_star)
+        z = model.activities(u_star)
         f = lambda s: tuple(a - b for a, b in zip(model.phi_activity(net, s, drive), s))
     else:
         z = u_star

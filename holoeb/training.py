@@ -83,8 +83,8 @@ def make_eval_step(model, T_free, topk=5):
         mask = jnp.ones(y.shape, jnp.float32) if mask is None else mask
         drive = model.drive(params["net"], x)
         rel = relax(lambda u: model.phi(params["net"], u, drive), model.init_state(x), T_free)
-        loss = jnp.real(dynamics.per_example_loss(model, params, rel.state, y))
-        sc = jnp.real(dynamics.scores(model, params, rel.state))
+        loss = jnp.real(model.cost(params, rel.state, y))
+        sc = jnp.real(model.predict(params, rel.state))
         correct = jnp.argmax(sc, -1) == y
         top = jax.lax.top_k(sc, min(topk, sc.shape[-1]))[1]
         correct_k = jnp.any(top == y[:, None], axis=-1)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from holoeb import bias, dynamics
+from holoeb import bias
 from holoeb.linear_solve import SolveConfig
 from conftest import small_problem
 
@@ -37,8 +37,8 @@ def dense_reference(m, p, batch, u0):
         z0 = flat(tuple(v[i:i + 1] for v in u0))
         J = np.asarray(jax.jacfwd(phi)(z0))
         A = np.eye(len(z0)) - J
-        g = np.asarray(flat(dynamics.output_nudge(m, p, unflat(z0), batch.y[i:i + 1])))
-        dl = np.asarray(jax.grad(lambda z: dynamics.per_example_loss(m, p, unflat(z), batch.y[i:i + 1])[0])(z0))
+        g = np.asarray(flat(m.nudge(p, unflat(z0), batch.y[i:i + 1])))
+        dl = np.asarray(jax.grad(lambda z: m.cost(p, unflat(z), batch.y[i:i + 1])[0])(z0))
         sig_prime = np.asarray(jax.vmap(jax.grad(lambda v: m.activation(0, v)))(z0))
         err.append(-sig_prime * np.linalg.solve(A, g))
         dlt.append(np.linalg.solve(A.T, dl))

@@ -60,7 +60,7 @@ def test_paper_shapes_and_bad_shapes():
         AsymConvNet(feedback="both")
     m = make_model("asym_conv", in_shape=(8, 8, 1), channels=(4, 6), num_classes=3)
     with pytest.raises(ValueError, match="input shape"):
-        dynamics.check_batch(m, dynamics.Batch(jnp.zeros((2, 32, 32, 1)), jnp.zeros((2,), jnp.int32)))
+        m.check_batch(dynamics.Batch(jnp.zeros((2, 32, 32, 1)), jnp.zeros((2,), jnp.int32)))
 
 
 def _transposed_conv_path(w, s, top, padding):
@@ -98,7 +98,7 @@ def test_tied_kernels_backward_is_vjp_of_forward_module():
         net = m.init(jax.random.PRNGKey(0))["net"]
         x = jax.random.normal(jax.random.PRNGKey(2), (2, 16, 16, 2), jnp.float64)
         u = tuple(jax.random.normal(jax.random.PRNGKey(3 + l), (2,) + s, jnp.float64) for l, s in enumerate(m.state_shapes))
-        s = dynamics.activities(m, u)
+        s = m.activities(u)
         drive = m.drive(net, x)
         new = m.phi(net, u, drive)
         for l in range(m.num_layers - 1):
@@ -129,7 +129,7 @@ def test_true_estimate_matches_dense_linear_solve():
         res = _run(m, est, params, batch, jax.random.PRNGKey(0))
         u = res.free_state
         assert float(jnp.max(res.residual)) < 1e-10
-        g = dynamics.output_nudge(m, params, u, batch.y)
+        g = m.nudge(params, u, batch.y)
         for i in range(2):
             ui = tuple(v[i : i + 1] for v in u)
             drive = m.drive(params["net"], batch.x[i : i + 1])

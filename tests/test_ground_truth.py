@@ -30,10 +30,10 @@ def dense_setup(m, p, batch, u_star):
     F = lambda z: flat(m.phi(p["net"], unflat(z), drive)) - z
     z = flat(u_star)
     J = np.asarray(jax.jacfwd(F, holomorphic=bool(jnp.iscomplexobj(z)))(z))
-    g = np.asarray(flat(dynamics.output_nudge(m, p, u_star, y)))
+    g = np.asarray(flat(m.nudge(p, u_star, y)))
     if jnp.iscomplexobj(z):
         return J, g, None, None, unflat, flat
-    dl = np.asarray(jax.grad(lambda zz: jnp.sum(dynamics.per_example_loss(m, p, unflat(zz), y)))(z))
+    dl = np.asarray(jax.grad(lambda zz: jnp.sum(m.cost(p, unflat(zz), y)))(z))
     D = np.asarray(jax.vmap(jax.grad(lambda t: jnp.real(m.activation(0, t))))(z))
     return J, g, dl, D, unflat, flat
 

@@ -62,7 +62,7 @@ def _dense_J(model, net, x, u, i, coordinates):
 def _dense_J_jit(model, net, xi, ui, coordinates):
     drive = model.drive(net, xi)
     if coordinates == "activity":
-        z = dynamics.activities(model, ui)
+        z = model.activities(ui)
         f = lambda s: tuple(a - b for a, b in zip(model.phi_activity(net, s, drive), s))
     else:
         z = ui

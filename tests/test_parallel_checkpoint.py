@@ -109,7 +109,7 @@ def test_top5_and_masked_evaluation_against_numpy():
     out = evaluate_dataset(ev, p, ds, 40)  # 96 = 40 + 40 + 16: a ragged last batch
     drive = m.drive(p["net"], jnp.asarray(ds.x))
     u = relax(lambda v: m.phi(p["net"], v, drive), m.init_state(jnp.asarray(ds.x)), 20).state
-    sc = np.asarray(dynamics.scores(m, p, u))
+    sc = np.asarray(m.predict(p, u))
     top5 = np.argsort(-sc, axis=1)[:, :5]
     np.testing.assert_allclose(out["top5_error"], 100 * (1 - np.mean(np.any(top5 == ds.y[:, None], 1))), atol=1e-9)
     np.testing.assert_allclose(out["error"], 100 * (1 - np.mean(sc.argmax(1) == ds.y)), atol=1e-9)

@@ -4,8 +4,7 @@ import argparse
 import dataclasses
 import json
 
-from holoeb.data.registry import normalise  # noqa: F401  (used by experiments/benchmark_dchn.py)
-from holoeb.study import PROTOCOLS, RULES, StudyConfig, load_study_config, run_study, summarise, train_config  # noqa: F401
+from holoeb.study import PROTOCOLS, load_study_config, run_study
 
 
 def config_from_args(args):

@@ -86,7 +86,7 @@ class Estimator:
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            if f.type is Relaxation or f.name in ("free", "nudge"):
+            if f.type is Relaxation:
                 object.__setattr__(self, f.name, Relaxation.coerce(getattr(self, f.name), f"{self.name}.{f.name}"))
 
     @property

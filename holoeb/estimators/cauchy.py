@@ -18,7 +18,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from holoeb import dynamics, holomorphic
+from holoeb import holomorphic
 from holoeb.estimators.base import Estimator, check_nonzero_beta, check_positive_int
 from holoeb.estimators.nudged_phase import nudged_relaxations, weighted_activity_sum
 from holoeb.solvers import Relaxation
@@ -31,7 +31,7 @@ def cauchy_activity_derivative(model, params, drive, y, u0, beta_abs, N, relaxat
     ``beta_abs`` may be a traced scalar (one compilation serves a whole |beta| sweep);
     with N = 1 it may also be negative (the one-sided estimate with a negative nudge).
     """
-    s0 = dynamics.activities(model, u0)
+    s0 = model.activities(u0)
     if not conjugate_symmetry:
         unit, unit_w = holomorphic.cauchy_nodes(1.0, N)
         rel = nudged_relaxations(model, params, drive, y, u0, beta_abs * jnp.asarray(unit), relaxation)

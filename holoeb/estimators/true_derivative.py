@@ -10,14 +10,13 @@ import dataclasses
 
 import jax
 
-from holoeb import dynamics
 from holoeb.estimators.base import Estimator
 from holoeb.linear_solve import implicit_solve
 
 
 def true_activity_derivative(model, params, drive, y, u0, cfg):
     phi_u = lambda u: model.phi(params["net"], u, drive)
-    g = dynamics.output_nudge(model, params, u0, y)
+    g = model.nudge(params, u0, y)
     v, rel = implicit_solve(phi_u, u0, g, cfg)
     _, e = jax.jvp(model.activities, (u0,), (v,))
     return e, v, rel
