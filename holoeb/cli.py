@@ -22,7 +22,7 @@ def build_parser():
 
 
 def main(argv=None):
-    from holoeb.errors import HoloebError
+    from holoeb.errors import HoloebError, UsageExit
 
     args = build_parser().parse_args(argv)
     try:
@@ -30,6 +30,9 @@ def main(argv=None):
     except (HoloebError, ValueError, FileNotFoundError) as e:
         print(f"holoeb: error: {e}", file=sys.stderr)
         return 2
+    except UsageExit as e:  # exits with status 2 after this one line
+        print(f"holoeb: error: {e}", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

@@ -15,3 +15,15 @@ class ModelEstimatorMismatch(HoloebError, ValueError):
 
 class DivergenceError(HoloebError, RuntimeError):
     """A relaxation or update produced non-finite values or did not converge."""
+
+
+class UsageExit(SystemExit):
+    """A command-line usage error found while parsing arguments: exit status 2, and str()
+    is the message (the CLI prints it as one line ``holoeb: error: ...``)."""
+
+    def __init__(self, message):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self):
+        return self.message

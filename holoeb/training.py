@@ -45,6 +45,7 @@ def build(cfg):
     cfg = as_train_config(cfg)
     model = make_model(cfg.model.name, **cfg.model.kwargs)
     estimator = make_estimator(cfg.estimator.name, **cfg.estimator.kwargs)
+    estimator.check_model(model)  # a mismatched pair is refused before any data is loaded
     return model, estimator
 
 

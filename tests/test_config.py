@@ -182,3 +182,27 @@ def test_optimizer_rejects_unknown_lr_scales_and_wrong_layer_count():
     with pytest.raises(ConfigError, match=r"one learning rate per layer \(2"):
         make_optimizer(OptimizerConfig(layer_lrs=[0.1, 0.2, 0.3]), p, 10)
     assert issubclass(ConfigError, HoloebError) and issubclass(ConfigError, ValueError)
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["--estimator", "c-ep"], "needs an energy-based model"),
+    (["--estimator", "cauchy", "--set", "model.name=hopfield"], "model 'hopfield' has no option(s) ['asymmetry']"),
+    (["--set", "estimator.T_free=-3"], "T_free = -3 is invalid"),
+])
+def test_cli_refuses_bad_model_or_pair_with_one_line_before_training(tmp_path, capsys, argv, phrase):
+    from holoeb.cli import main
+
+    assert main(["train", *argv, "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("holoeb: error:") and phrase in err[0]
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_cli_usage_errors_exit_2_with_one_line(tmp_path, capsys):
+    from holoeb.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--estimator", "cuachy", "--out", str(tmp_path / "run")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["holoeb: error: " + str(e.value)] and "unknown estimator 'cuachy'" in err[0]

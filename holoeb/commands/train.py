@@ -38,6 +38,8 @@ def register(subparsers):
 
 
 def run(args):
+    from holoeb.errors import UsageExit
+
     overrides = {}
     for flag, (path, _) in SHORTCUTS.items():
         v = getattr(args, flag)
@@ -49,12 +51,12 @@ def run(args):
         from holoeb.estimators import ESTIMATORS, estimator_fields
 
         if args.estimator not in ESTIMATORS:
-            raise SystemExit(f"unknown estimator {args.estimator!r}; choose one of {sorted(ESTIMATORS)}")
+            raise UsageExit(f"unknown estimator {args.estimator!r}; choose one of {sorted(ESTIMATORS)}")
         allowed = set(estimator_fields(args.estimator)) | {"name"}
         explicit = {f for f in ESTIMATOR_ONLY if getattr(args, f) is not None}
         bad = sorted(f for f in explicit if f not in allowed)
         if bad:
-            raise SystemExit(f"estimator {args.estimator!r} does not take {bad}")
+            raise UsageExit(f"estimator {args.estimator!r} does not take {bad}")
         base = load_config(args.config).estimator.to_dict() if args.config else dict(DEFAULTS["estimator"])
         est = {k: v for k, v in base.items() if k in allowed}
         est.update({p.split(".", 1)[1]: overrides.pop(p) for p in list(overrides) if p.startswith("estimator.")})

@@ -1,4 +1,6 @@
 """Model registry: `make_model(name, **kwargs)`."""
+import dataclasses
+
 from holoeb.errors import ConfigError
 from holoeb.models.conv import AsymConvNet
 from holoeb.models.dchn import DCHN
@@ -24,4 +26,8 @@ def make_model(name, **kwargs):
         cls = MODELS[name]
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
+    fields = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(kwargs) - set(fields))
+    if unknown:
+        raise ConfigError(f"model {name!r} has no option(s) {unknown}; it takes {fields}")
     return cls(**kwargs)
