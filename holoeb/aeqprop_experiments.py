@@ -32,7 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from holoeb.errors import ConfigError
 from holoeb.estimators.aeqprop_procedure import aeqprop_step
+from holoeb.estimators.base import check_positive_int
 from holoeb.estimators.aeqprop_variants import nudges
 from holoeb.models import make_model
 from holoeb.models.fourier_regression import FourierRegression
@@ -197,6 +199,11 @@ def run_linreg_experiment(out, modes=("gradient", "exact"), steps=50, samples=10
     import json
     import os
 
+    for name, v in (("steps", steps), ("samples", samples), ("samples_fig3", samples_fig3)):
+        check_positive_int(name, v)
+    check_positive_int("seed", seed, minimum=0)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out {out!r} is a file, not a directory")
     os.makedirs(out, exist_ok=True)
     results = {"protocol": {"features": "Fourier up to frequency 10", "target": "random degree-10 Legendre",
                             "steps_per_phase": steps, "samples_fig2": samples, "samples_fig3": samples_fig3,

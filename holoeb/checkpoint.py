@@ -15,6 +15,8 @@ import os
 
 import jax
 
+from holoeb.errors import ConfigError
+
 
 def _ocp():
     try:
@@ -55,6 +57,26 @@ class Checkpointer:
         abstract = None if template is None else jax.tree_util.tree_map(self._ocp.utils.to_shape_dtype_struct, template)
         out = self.manager.restore(step, args=a.Composite(state=a.StandardRestore(abstract), meta=a.JsonRestore()))
         return out.state, out.meta
+
+    def restore_latest_intact(self, template, warn=print):
+        """(step, state, meta) of the newest checkpoint that restores, newest first: a damaged
+        one (e.g. a file truncated by a full disk) is skipped with a warning through ``warn``,
+        and deleted once an older one restores (the run then saves that step again)."""
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        damaged = []
+        for step in steps:
+            try:
+                state, meta = self.restore(template, step)
+            except Exception as e:  # noqa: BLE001  (orbax / tensorstore raise many kinds)
+                warn(f"warning: checkpoint {step} in {self.directory} does not restore "
+                     f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); trying an older one")
+                damaged.append(step)
+                continue
+            for bad in damaged:
+                self.manager.delete(bad)
+            return step, state, meta
+        raise ConfigError(f"no checkpoint in {self.directory} restores (tried steps {steps}); "
+                          "start over with --set training.resume=false")
 
     def close(self):
         self.manager.close()

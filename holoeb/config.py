@@ -224,15 +224,15 @@ class OptimizerConfig:
 class DataConfig:
     dataset: str = "fashion_mnist"
     data_dir: Optional[str] = None
-    train_size: Optional[int] = None  # first n training examples (null / 0: all)
-    val_size: Optional[int] = None  # first n test examples (null / 0: all)
+    train_size: Optional[int] = None  # first n training examples (null: all)
+    val_size: Optional[int] = None  # first n test examples (null: all)
     random_flip: Optional[bool] = None  # horizontal flips of training images (null: the dataset's default)
     normalize: bool = True  # per-channel mean / std of holoeb.data.registry
 
     def validate(self, p="data"):
         for k in ("train_size", "val_size"):
             v = getattr(self, k)
-            check(v is None or v >= 0, f"{p}.{k}", "an integer >= 0 or null", v)
+            check(v is None or v >= 1, f"{p}.{k}", "a positive integer or null (all examples)", v)
 
 
 @dataclasses.dataclass

@@ -3,13 +3,21 @@ import jax
 import jax.numpy as jnp
 
 
-def per_example_cosine(a, b, eps=1e-30):
-    """Cosine between two (B, ...) arrays, per example, shape (B,)."""
-    a = jnp.real(a).reshape(a.shape[0], -1)
-    b = jnp.real(b).reshape(b.shape[0], -1)
-    num = jnp.sum(a * b, axis=1)
-    den = jnp.linalg.norm(a, axis=1) * jnp.linalg.norm(b, axis=1)
-    return num / jnp.maximum(den, eps)
+def _unit_rows(v):
+    """Rows of a (B, n) array scaled to unit norm (zero rows stay zero). Each row is first
+    divided by its largest magnitude, so neither its squared norm underflows nor overflows."""
+    scale = jnp.max(jnp.abs(v), axis=1, keepdims=True)
+    v = v / jnp.where(scale > 0, scale, 1.0)
+    n = jnp.linalg.norm(v, axis=1, keepdims=True)
+    return v / jnp.where(n > 0, n, 1.0)
+
+
+def per_example_cosine(a, b):
+    """Cosine between two (B, ...) arrays, per example, shape (B,): the dot product of the
+    unit vectors, clipped to [-1, 1]; 0 where either vector is zero."""
+    a = _unit_rows(jnp.real(a).reshape(a.shape[0], -1))
+    b = _unit_rows(jnp.real(b).reshape(b.shape[0], -1))
+    return jnp.clip(jnp.sum(a * b, axis=1), -1.0, 1.0)
 
 
 def layer_cosines(error, reference):
@@ -27,13 +35,12 @@ def overall_cosine(error, reference):
     return per_example_cosine(flatten_examples(error), flatten_examples(reference))
 
 
-def tree_cosine(a, b, eps=1e-30):
-    """Cosine between two pytrees (or arrays) flattened, e.g. two parameter gradients."""
-    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    num = sum(jnp.vdot(x.ravel(), y.ravel()).real for x, y in zip(la, lb))
-    na = jnp.sqrt(sum(jnp.sum(jnp.abs(x) ** 2) for x in la))
-    nb = jnp.sqrt(sum(jnp.sum(jnp.abs(y) ** 2) for y in lb))
-    return num / jnp.maximum(na * nb, eps)
+def tree_cosine(a, b):
+    """Cosine Re<a, b> / (|a| |b|) between two pytrees (or arrays) flattened, e.g. two parameter
+    gradients; in [-1, 1] whatever the magnitudes, 0 if either is zero."""
+    flat = lambda t: jnp.concatenate([jnp.concatenate([jnp.real(x).ravel(), jnp.imag(x).ravel()])
+                                      for x in jax.tree_util.tree_leaves(t)])[None]
+    return per_example_cosine(flat(a), flat(b))[0]
 
 
 def weight_angles(model, params):
@@ -41,6 +48,5 @@ def weight_angles(model, params):
     {name: angle}; empty for models without reciprocal weights."""
     out = {}
     for name, wf, wbt in model.weight_pairs(params["net"]):
-        c = jnp.vdot(wf.ravel(), wbt.ravel()).real / (jnp.linalg.norm(wf) * jnp.linalg.norm(wbt))
-        out[name] = jnp.degrees(jnp.arccos(jnp.clip(c, -1.0, 1.0)))
+        out[name] = jnp.degrees(jnp.arccos(tree_cosine(wf, wbt)))
     return out

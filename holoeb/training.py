@@ -9,7 +9,9 @@ device), the free phase can run in half precision (holoeb.precision), and runs
 checkpoint to run_dir/checkpoints with orbax (holoeb.checkpoint) and resume where
 a killed run stopped (same data order, rng, optimizer state and metrics). For
 datasets with more than 10 classes the history also holds val_top5_error."""
+import contextlib
 import copy
+import fcntl
 import json
 import os
 import time
@@ -32,7 +34,7 @@ from holoeb.estimators.base import rbp_delta
 from holoeb.models import make_model
 from holoeb.optim import make_optimizer
 from holoeb.precision import with_free_dtype
-from holoeb.solvers import relax
+from holoeb.solvers import CONVERGED_TOL, relax
 
 
 class TrainingDiverged(DivergenceError):
@@ -49,25 +51,38 @@ def build(cfg):
     return model, estimator
 
 
-def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=None, homeo_normalize="per_unit"):
+def residual_stats(residual, tol):
+    """(max, median, fraction above ``tol``) of per-example residuals; a NaN residual counts
+    as above tol and makes the max NaN."""
+    return jnp.max(residual), jnp.nanmedian(residual), jnp.mean(~(residual <= tol))
+
+
+def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=None, homeo_normalize="per_unit",
+                    tol=CONVERGED_TOL):
     """step(params, opt_state, batch, rng) -> (params, opt_state, metrics); the gradient is the
-    estimator's plus lam * dL_homeo/dtheta (holoeb.homeostasis, normalisation ``homeo_normalize``)."""
+    estimator's plus lam * dL_homeo/dtheta (holoeb.homeostasis, normalisation ``homeo_normalize``).
+    Nothing is applied unless the loss, free state, gradients *and* the new parameters and
+    optimizer state are all finite (metrics["finite"]). metrics also hold the free phase's
+    residual max / median and the fraction of examples above ``tol``."""
 
     def step(params, opt_state, batch, rng):
         k_est, k_h = jax.random.split(rng)
         res = estimator(model, params, batch, k_est)
         grads = res.grads
-        metrics = {"loss": res.loss, "accuracy": res.accuracy, "residual": jnp.max(res.residual)}
+        worst, median, frac = residual_stats(res.residual, tol)
+        metrics = {"loss": res.loss, "accuracy": res.accuracy, "residual": worst, "residual_median": median,
+                   "unconverged": frac}
         if lam:
             h, hg = homeostasis.homeostatic_grad(
                 model, params, batch.x, res.free_state, k_h, homeo_samples, coordinates, homeo_normalize
             )
             grads = jax.tree_util.tree_map(lambda a, b: a + lam * b, grads, hg)
             metrics["homeo_loss"] = h
-        leaves = jax.tree_util.tree_leaves(grads) + [res.loss] + jax.tree_util.tree_leaves(res.free_state)
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in leaves]))
         updates, new_opt = tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
+        leaves = jax.tree_util.tree_leaves((grads, res.loss, res.free_state, new_params, new_opt))
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in leaves
+                                    if jnp.issubdtype(jnp.asarray(v).dtype, jnp.inexact)]))
         keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
         metrics["finite"] = finite
         return keep(new_params, params), keep(new_opt, opt_state), metrics
@@ -75,9 +90,11 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
     return step
 
 
-def make_eval_step(model, T_free, topk=5):
-    """evaluate(params, batch, mask=None) -> (sum loss, sum top-1 correct, sum top-k correct, max residual),
-    sums over the rows with mask 1 (mask pads batches to a multiple of the device count)."""
+def make_eval_step(model, T_free, topk=5, per_example_residual=False):
+    """evaluate(params, batch, mask=None) -> (sum loss, sum top-1 correct, sum top-k correct,
+    residual), sums over the rows with mask 1 (mask pads batches to a multiple of the device
+    count); residual is the max over those rows, or with ``per_example_residual`` the (B,)
+    residuals with the padded rows set to 0 (for medians and unconverged fractions)."""
 
     def evaluate(params, batch, mask=None):
         x, y = batch
@@ -89,16 +106,20 @@ def make_eval_step(model, T_free, topk=5):
         correct = jnp.argmax(sc, -1) == y
         top = jax.lax.top_k(sc, min(topk, sc.shape[-1]))[1]
         correct_k = jnp.any(top == y[:, None], axis=-1)
-        res = jnp.max(jnp.where(mask > 0, rel.residual, 0.0))
+        res = jnp.where(mask > 0, rel.residual, 0.0)
+        if not per_example_residual:
+            res = jnp.max(res)
         return jnp.sum(loss * mask), jnp.sum(correct * mask), jnp.sum(correct_k * mask), res
 
     return evaluate
 
 
-def evaluate_dataset(eval_fn, params, ds, batch_size, mesh=None):
-    """Validation loss, top-1 error (%) and top-5 error (%) over a dataset; batches are
-    padded to a multiple of the mesh size and split over it when a mesh is given."""
-    tot_loss, tot_correct, tot_k, n, res = 0.0, 0.0, 0.0, 0, 0.0
+def evaluate_dataset(eval_fn, params, ds, batch_size, mesh=None, tol=CONVERGED_TOL):
+    """Validation loss, top-1 error (%), top-5 error (%) and the free relaxation's residual
+    over a dataset: its max, and with an ``eval_fn`` made with per_example_residual=True also
+    the median and the fraction of examples above ``tol`` (NaN stays NaN). Batches are padded
+    to a multiple of the mesh size and split over it when a mesh is given."""
+    tot_loss, tot_correct, tot_k, n, res = 0.0, 0.0, 0.0, 0, []
     for b in batches(ds, batch_size, drop_last=False):
         mult = mesh.size if mesh is not None else 1
         x, mask = parallel.pad_to_multiple(np.asarray(b.x), mult)
@@ -111,9 +132,14 @@ def evaluate_dataset(eval_fn, params, ds, batch_size, mesh=None):
         tot_loss += float(l)
         tot_correct += float(c)
         tot_k += float(ck)
+        res.append(np.atleast_1d(np.asarray(r))[: len(b.y)])
         n += len(b.y)
-        res = max(res, float(r))
-    return {"loss": tot_loss / n, "error": 100.0 * (1 - tot_correct / n), "top5_error": 100.0 * (1 - tot_k / n), "residual": res}
+    res = np.concatenate(res)
+    out = {"loss": tot_loss / n, "error": 100.0 * (1 - tot_correct / n), "top5_error": 100.0 * (1 - tot_k / n),
+           "residual": float(np.max(res))}
+    if len(res) == n:  # per-example residuals
+        out.update(residual_median=float(np.median(res)), unconverged=float(np.mean(~(res <= tol))))
+    return out
 
 
 def make_diagnostics(model, estimator, cfg):
@@ -147,6 +173,25 @@ def _config_for_compare(cfg):
     return c
 
 
+@contextlib.contextmanager
+def run_directory(run_dir):
+    """Create ``run_dir`` and hold an exclusive lock on it (run_dir/.lock, flock: released when
+    the process ends, also by kill -9). A path that is a file, or a directory another process
+    is training into, is refused with a ConfigError."""
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ConfigError(f"run directory {run_dir!r} is a file; give --out a directory (new or a run to resume)")
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, ".lock"), "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"run directory {run_dir!r} is being written by another process; use another --out") from None
+        try:
+            yield run_dir
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
     """Train per ``cfg`` (a holoeb.config.TrainConfig, or a plain dict merged over its
     defaults); write outputs into ``run_dir`` (config.json, metrics.json / .csv,
@@ -167,7 +212,15 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
       checkpoint: save orbax checkpoints into run_dir/checkpoints (default true); resume: continue
       from the latest one if present (default true); checkpoint_every: also save every n steps.
     ``stop_after_steps`` raises TrainingInterrupted after that many steps of this call (tests).
+
+    Run directories: ``run_dir`` is locked while training (see `run_directory`); one that
+    holds a run with a different config is refused unless training.resume is false.
     """
+    with run_directory(run_dir):
+        return _train(cfg, run_dir, progress, log, stop_after_steps)
+
+
+def _train(cfg, run_dir, progress, log, stop_after_steps):
     cfg = as_train_config(cfg)
     cfg_dict = cfg.to_dict()
     tcfg, dcfg, hcfg = cfg.training, cfg.data, cfg.homeostasis
@@ -176,7 +229,15 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
     model, estimator = build(cfg)
     estimator = with_free_dtype(estimator, tcfg.free_dtype, tcfg.free_refine_steps)
     is_main = jax.process_index() == 0
-    os.makedirs(run_dir, exist_ok=True)
+    saved_cfg_path = os.path.join(run_dir, "config.json")
+    if tcfg.resume and os.path.exists(saved_cfg_path):
+        with open(saved_cfg_path) as f:
+            saved = json.load(f)
+        if _config_for_compare(saved) != _config_for_compare(cfg_dict):
+            raise ConfigError(
+                f"{run_dir} holds a run with a different config; use another --out, "
+                "or --set training.resume=false to start over in it"
+            )
 
     spec = dataset_spec(dcfg.dataset)
     train_ds = load_dataset(dcfg.dataset, "train", model.input_shape, dcfg.data_dir, dcfg.train_size, dcfg.normalize)
@@ -198,11 +259,12 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
     opt_state = tx.init(params)
     params, opt_state, key = parallel.replicate((params, opt_state, key), mesh)
     lam = hcfg.lambda_
+    tol = tcfg.max_residual if tcfg.max_residual is not None else CONVERGED_TOL  # what "converged" means
     step = parallel.shard_step(
-        make_train_step(model, estimator, tx, lam, hcfg.num_samples, hcfg.coordinates, hcfg.normalize),
+        make_train_step(model, estimator, tx, lam, hcfg.num_samples, hcfg.coordinates, hcfg.normalize, tol),
         mesh,
     )
-    eval_fn = jax.jit(make_eval_step(model, estimator.T_free))
+    eval_fn = jax.jit(make_eval_step(model, estimator.T_free, per_example_residual=True))
     diag_fn = make_diagnostics(model, estimator, cfg) if cfg.diagnostics.enabled else None
     nd = cfg.diagnostics.batch_size
     diag_np = dynamics.Batch(val_ds.x[:nd], val_ds.y[:nd])
@@ -216,21 +278,13 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
     history = []
     data_rng = np.random.default_rng(seed)
     start_epoch, start_step, global_step = 1, 0, 0
-    sums0 = {"loss": 0.0, "accuracy": 0.0, "residual": 0.0, "homeo_loss": 0.0}
+    sums0 = {"loss": 0.0, "accuracy": 0.0, "residual": 0.0, "residual_median": 0.0, "unconverged": 0.0,
+             "homeo_loss": 0.0}
     ckpt = None
     if tcfg.checkpoint:
         ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=tcfg.checkpoints_to_keep)
         if tcfg.resume and ckpt.latest_step() is not None:
-            saved_cfg_path = os.path.join(run_dir, "config.json")
-            if os.path.exists(saved_cfg_path):
-                with open(saved_cfg_path) as f:
-                    saved = json.load(f)
-                if _config_for_compare(saved) != _config_for_compare(cfg_dict):
-                    raise ConfigError(
-                        f"{run_dir} holds a checkpoint of a run with a different config; use another --out, "
-                        "or --set training.resume=false to start over"
-                    )
-            state, meta = ckpt.restore({"params": params, "opt_state": opt_state, "key": key})
+            _, state, meta = ckpt.restore_latest_intact({"params": params, "opt_state": opt_state, "key": key}, log)
             params, opt_state, key = state["params"], state["opt_state"], state["key"]
             start_epoch, start_step, global_step = meta["epoch"], meta["step_in_epoch"], meta["global_step"]
             data_rng.bit_generator.state = meta["data_rng_state"]
@@ -285,15 +339,19 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
                 raise TrainingInterrupted(f"stopped after {steps_this_call} steps (epoch {epoch}, step {i + 1})")
         train_time = time.time() - t0
         n_steps = steps_per_epoch - first
-        val = evaluate_dataset(eval_fn, params, val_ds, tcfg.eval_batch_size, mesh)
+        val = evaluate_dataset(eval_fn, params, val_ds, tcfg.eval_batch_size, mesh, tol)
         rec = {
             "epoch": epoch,
             "train_loss": sums["loss"] / steps_per_epoch,
             "train_acc": sums["accuracy"] / steps_per_epoch,
-            "train_residual": sums["residual"] / steps_per_epoch,
+            "train_residual": sums["residual"] / steps_per_epoch,  # mean over steps of the batch max
+            "train_residual_median": sums["residual_median"] / steps_per_epoch,
+            "train_unconverged": sums["unconverged"] / steps_per_epoch,  # fraction of examples above tol
             "val_loss": val["loss"],
             "val_error": val["error"],
-            "val_residual": val["residual"],
+            "val_residual": val["residual"],  # max over the validation set
+            "val_residual_median": val["residual_median"],
+            "val_unconverged": val["unconverged"],
         }
         if diag_fn is not None:
             key, kd = jax.random.split(key)
@@ -305,7 +363,7 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
         if lam:
             rec["homeo_loss"] = sums["homeo_loss"] / steps_per_epoch
         if tcfg.eval_train and epoch == epochs:
-            tr = evaluate_dataset(eval_fn, params, train_ds, tcfg.eval_batch_size, mesh)
+            tr = evaluate_dataset(eval_fn, params, train_ds, tcfg.eval_batch_size, mesh, tol)
             rec.update(train_error=tr["error"], train_eval_loss=tr["loss"])
             if topk:
                 rec["train_top5_error"] = tr["top5_error"]
@@ -313,6 +371,8 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
         log(
             f"epoch {epoch}: train loss {rec['train_loss']:.4f} acc {100 * rec['train_acc']:.2f}% | "
             f"val error {rec['val_error']:.2f}%" + (f" (top-5 {rec['val_top5_error']:.2f}%)" if topk else "") +
+            f" | unconverged (residual > {tol:g}) train {100 * rec['train_unconverged']:.2f}% "
+            f"val {100 * rec['val_unconverged']:.2f}% (val median {rec['val_residual_median']:.2g}, max {rec['val_residual']:.2g})" +
             (f" | train error {rec['train_error']:.2f}%" if "train_error" in rec else "") +
             (f" | cos vs RBP {np.round(rec['cosine_rbp'], 3).tolist()} | symmetry {rec['symmetry']:.3f}"
              if diag_fn is not None else "") +

@@ -9,8 +9,11 @@ Splits as in the papers: 60k train / 10k validation (the official test set).
 import gzip
 import os
 import struct
+import zlib
 
 import numpy as np
+
+from holoeb.errors import ConfigError
 
 DEFAULT_FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _FILES = {
@@ -27,18 +30,23 @@ _HOW = (
 def read_idx(path):
     """Read an IDX file (optionally gzipped) into a numpy array."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, OSError, zlib.error) as e:  # truncated or corrupt gzip stream
+        raise ConfigError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}); {_HOW}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{path} is not an IDX file (bad magic number)")
+        raise ConfigError(f"{path} is not an IDX file (bad magic number)")
     dtype_code, ndim = data[2], data[3]
     dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if dtype_code not in dtypes:
-        raise ValueError(f"{path}: unsupported IDX dtype code {dtype_code:#x}")
+        raise ConfigError(f"{path}: unsupported IDX dtype code {dtype_code:#x}")
+    if len(data) < 4 + 4 * ndim:
+        raise ConfigError(f"{path} is truncated: its header promises {ndim} dimensions; {_HOW}")
     shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
     arr = np.frombuffer(data, dtype=dtypes[dtype_code], offset=4 + 4 * ndim)
     if arr.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: expected {int(np.prod(shape))} values for shape {shape}, found {arr.size}")
+        raise ConfigError(f"{path}: expected {int(np.prod(shape))} values for shape {shape}, found {arr.size}")
     return arr.reshape(shape)
 
 

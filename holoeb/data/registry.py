@@ -23,6 +23,7 @@ import numpy as np
 
 from holoeb.data.fashion_mnist import load_fashion_mnist
 from holoeb.data.pipeline import Dataset, fit_size, prepare_images
+from holoeb.errors import ConfigError
 
 
 class DatasetSpec(NamedTuple):
@@ -69,11 +70,22 @@ def dataset_spec(name):
 def load_dataset(name, split, input_shape, data_dir=None, size=None, normalize=True):
     """A model-ready `Dataset` for split 'train' or 'test' ('test' is the validation set):
     raw images zero-padded to the model's spatial size, normalised (table mean/std), and
-    shaped to ``input_shape``; ``size`` keeps the first examples (None/0: all)."""
+    shaped to ``input_shape``; ``size`` keeps the first examples (None: all)."""
     spec = dataset_spec(name)
     images, labels = spec.loader(split, data_dir)
-    if size:
+    if size is not None:
+        if size < 1 or size > len(labels):
+            raise ConfigError(f"{name} {split}: asked for {size} examples, the split has {len(labels)} (use 1..{len(labels)} or null for all)")
         images, labels = images[:size], labels[:size]
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ConfigError(f"{name} {split}: labels must be one integer per image, got shape {labels.shape} "
+                          f"for {len(images)} images")
+    bad = (labels < 0) | (labels >= spec.num_classes) | (labels != np.round(labels))
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise ConfigError(f"{name} {split}: label {labels[i].item()!r} of example {i} is not a class index in "
+                          f"[0, {spec.num_classes}) ({int(bad.sum())} such labels)")
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[..., None]

@@ -110,6 +110,12 @@ class Estimator:
     def solve_config(self):
         return SolveConfig(self.solve_tol, self.solve_restart, self.solve_maxiter)
 
+    def solve_diagnostics(self, rel):
+        """aux entries of an implicit solve from its per-example relative residuals ``rel``:
+        the max, and the fraction of examples whose solve did not reach ``solve_tol`` (GMRES
+        runs on the whole batch, so one badly conditioned example can lag behind the rest)."""
+        return {"solve_residual": jnp.max(rel), "solve_unconverged": jnp.mean(~(rel <= self.solve_tol))}
+
     def check_model(self, model):
         """Raise ModelEstimatorMismatch (naming both, and what would work) if this estimator cannot run on ``model``."""
         mname = type(model).__name__

@@ -29,5 +29,5 @@ class TrueDerivative(Estimator):
     def estimate(self, model, params, batch, rng):
         free, drive = self.free_phase(model, params, batch.x)
         e, _, rel = true_activity_derivative(model, params, drive, batch.y, free.state, self.solve_config)
-        aux = {"solve_residual": rel.max()}
+        aux = self.solve_diagnostics(rel)
         return self.finish(model, params, batch, free.state, tuple(-v for v in e), free.residual, aux)
