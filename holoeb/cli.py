@@ -15,6 +15,7 @@ COMMAND_MODULES = [
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="holoeb", description="energy-based learning in JAX")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -28,6 +29,8 @@ def main(argv=None):
     try:
         return args.func(args)
     except (HoloebError, ValueError, FileNotFoundError) as e:
+        if args.debug:
+            raise
         print(f"holoeb: error: {e}", file=sys.stderr)
         return 2
     except UsageExit as e:  # exits with status 2 after this one line
