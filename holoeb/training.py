@@ -26,7 +26,7 @@ from holoeb import dynamics, homeostasis, parallel
 from holoeb.checkpoint import Checkpointer
 from holoeb.config import as_train_config
 from holoeb.diagnostics import layer_cosines, weight_angles
-from holoeb.data.pipeline import batches, random_flip
+from holoeb.data.pipeline import batches, prefetch
 from holoeb.data.registry import dataset_spec, load_dataset
 from holoeb.estimators import make_estimator
 from holoeb.errors import ConfigError, DivergenceError
@@ -120,7 +120,7 @@ def evaluate_dataset(eval_fn, params, ds, batch_size, mesh=None, tol=CONVERGED_T
     the median and the fraction of examples above ``tol`` (NaN stays NaN). Batches are padded
     to a multiple of the mesh size and split over it when a mesh is given."""
     tot_loss, tot_correct, tot_k, n, res = 0.0, 0.0, 0.0, 0, []
-    for b in batches(ds, batch_size, drop_last=False):
+    for b in prefetch(batches(ds, batch_size, drop_last=False)):  # next batch prepared in the background
         mult = mesh.size if mesh is not None else 1
         x, mask = parallel.pad_to_multiple(np.asarray(b.x), mult)
         y, _ = parallel.pad_to_multiple(np.asarray(b.y), mult)
@@ -267,7 +267,7 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
     eval_fn = jax.jit(make_eval_step(model, estimator.T_free, per_example_residual=True))
     diag_fn = make_diagnostics(model, estimator, cfg) if cfg.diagnostics.enabled else None
     nd = cfg.diagnostics.batch_size
-    diag_np = dynamics.Batch(val_ds.x[:nd], val_ds.y[:nd])
+    diag_np = dynamics.Batch(*val_ds.take(nd))  # prepared from the first nd raw examples only
     if len(diag_np.y) % mesh.size == 0:
         diag_batch = parallel.shard_batch(diag_np, mesh)
     else:
@@ -308,15 +308,17 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
         first = start_step if epoch == start_epoch else 0
         sums = dict(sums0) if epoch == start_epoch else {k: 0.0 for k in sums0}
         epoch_rng_state = copy.deepcopy(data_rng.bit_generator.state)
-        it = batches(train_ds, bs, data_rng, start=first)
+        # flips: their own generator per (seed, epoch, step), so a resumed run flips the same examples;
+        # applied per batch to the raw images (before normalisation: the same values as flipping after)
+        flip_rng = (lambda i, e=epoch: np.random.default_rng((seed, e, i))) if flip else None
+        # each batch is prepared from the uint8 split and put on the devices in a background thread
+        it = prefetch(batches(train_ds, bs, data_rng, start=first, flip_rng=flip_rng),
+                      transform=lambda b: parallel.shard_batch(b, mesh))
         bar = tqdm(it, total=steps_per_epoch, initial=first, desc=f"epoch {epoch}/{epochs}",
                    disable=not (progress and is_main), leave=False)
         for i, b in enumerate(bar, start=first):
-            if flip:
-                # its own generator per (seed, epoch, step): a resumed run flips the same examples
-                b = dynamics.Batch(random_flip(b.x, np.random.default_rng((seed, epoch, i)), train_ds.image_shape), b.y)
             key, k = jax.random.split(key)
-            params, opt_state, m = step(params, opt_state, parallel.shard_batch(b, mesh), k)
+            params, opt_state, m = step(params, opt_state, b, k)
             if not bool(m["finite"]):
                 raise TrainingDiverged(
                     f"epoch {epoch}, step {i}: non-finite loss/state/gradient (free residual {float(m['residual']):.3g}); "

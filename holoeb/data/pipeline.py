@@ -13,25 +13,31 @@ App. D: pad to 32 x 32, then normalise with Table 4).
 
 Random horizontal flips (``random_flip``) are a training-set augmentation applied per
 batch; they act on the image layout even when the model input is flattened.
+
+Memory (ImageNet 32 x 32 is 1.28M images: 3.9 GB as uint8, 15.7 GB as float32): datasets
+keep their *raw uint8* images, and ``batches`` prepares each batch on its way out (gather
+-> pad -> flip -> float / normalise -> reshape), so only a batch is ever float32. The
+per-batch result is bit-identical to ``prepare_images`` on the whole array followed by
+``random_flip`` (normalisation is per channel and elementwise, so it commutes with the
+flip and with indexing). Two kinds of dataset share the ``batches`` interface:
+
+  * `Dataset`: raw images and labels in memory (random-access; a shuffle is a
+    permutation of the whole split, as before);
+  * `StreamDataset`: an iterable of (images, labels) chunks read afresh each epoch
+    (e.g. a TFDS split, holoeb.data.tfds_datasets.tfds_source), for splits that do not
+    fit in memory even as uint8; shuffling is within a bounded buffer of
+    ``buffer_size`` examples (uint8), plus the source's own file order per seed.
+
+``prefetch`` prepares (and device-puts) the next batches in a background thread while
+the current step runs.
 """
-from typing import NamedTuple, Optional
+import queue
+import threading
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
 from holoeb.data.batch import Batch
-
-
-class Dataset(NamedTuple):
-    x: np.ndarray  # float32, model-ready per-example shape
-    y: np.ndarray  # int32 labels
-    image_shape: Optional[tuple] = None  # (H, W, C) of the (padded) images behind x, for flips
-
-    def __len__(self):
-        return len(self.y)
-
-    def subset(self, n):
-        return Dataset(self.x[:n], self.y[:n], self.image_shape) if n else self
-
 
 def pad_images(images, size):
     """Zero-pad (n, H, W, C) images symmetrically to size = (H', W') (extra pixel at the end)."""
@@ -90,12 +96,301 @@ def random_flip(x, rng, image_shape=None):
     return out.reshape(shape)
 
 
-def batches(ds, batch_size, rng=None, drop_last=True, start=0):
-    """Yield Batch(x, y) numpy batches; shuffled with ``rng`` (np.random.Generator) if given.
-    ``start`` skips the first batches (resume inside an epoch)."""
+
+class Preparation(NamedTuple):
+    """How raw uint8 images (n, H, W[, C]) become model input: zero-pad to ``pad_to`` = (H', W')
+    (None: no padding), then float32 / 255, then (x - mean) / std per channel (mean None: no
+    normalisation), then reshape to (n, *input_shape). ``prepare_images`` does the same in one go."""
+    input_shape: tuple
+    pad_to: Optional[tuple] = None
+    mean: Optional[tuple] = None
+    std: Optional[tuple] = None
+
+    def images(self, raw):
+        """Raw images -> padded uint8 images (n, H', W', C) (the layout flips act on)."""
+        x = np.asarray(raw)
+        if x.ndim == 3:
+            x = x[..., None]
+        return pad_images(x, self.pad_to) if self.pad_to is not None else x
+
+    def finish(self, images):
+        """Padded (and possibly flipped) images -> float32 model input (n, *input_shape)."""
+        return prepare_images(images, self.input_shape, self.mean, self.std)
+
+    def __call__(self, raw):
+        return self.finish(self.images(raw))
+
+    def image_shape(self, raw_shape):
+        """(H, W[, C]) of a raw image -> (H', W', C) after padding; ValueError if that image
+        cannot be reshaped to the model input."""
+        h, w = raw_shape[:2]
+        c = raw_shape[2] if len(raw_shape) > 2 else 1
+        shape = (tuple(self.pad_to) if self.pad_to is not None else (h, w)) + (c,)
+        if int(np.prod(shape)) != int(np.prod(self.input_shape)):
+            raise ValueError(f"images of shape {shape} cannot be reshaped to the model input {tuple(self.input_shape)}")
+        return shape
+
+
+def make_preparation(input_shape, mean=None, std=None, pad_to=None):
+    pad = None if pad_to is None else ((pad_to, pad_to) if np.isscalar(pad_to) else tuple(pad_to))
+    return Preparation(tuple(input_shape), pad, None if mean is None else tuple(mean),
+                       None if std is None else tuple(std))
+
+
+def _prepare(data, prep, image_shape, flip_rng):
+    """Rows of a dataset's stored array -> model-ready float32 (flipped with ``flip_rng`` if given)."""
+    if prep is None:  # stored model-ready
+        return random_flip(data, flip_rng, image_shape) if flip_rng is not None else data
+    images = prep.images(data)
+    if flip_rng is not None:
+        images = random_flip(images, flip_rng)
+    return prep.finish(images)
+
+
+class Dataset:
+    """A split in memory: ``data`` holds the raw uint8 images (n, H, W[, C]) and ``prep`` how
+    they become model input (prepared per batch by ``batches`` / ``batch`` / ``take``), or,
+    without ``prep``, model-ready arrays used as they are. ``y``: integer labels.
+    ``image_shape``: (H, W, C) of the (padded) images, the layout random flips act on.
+
+    ``Dataset(x, y[, image_shape])`` wraps prepared arrays as before; `from_images` keeps
+    raw images. ``x`` prepares (and caches) the whole split for code that wants one array;
+    training never touches it."""
+
+    def __init__(self, x, y, image_shape=None, prep=None):
+        self.data = x if isinstance(x, np.ndarray) else np.asarray(x)
+        self.y = np.asarray(y)
+        if len(self.data) != len(self.y):
+            raise ValueError(f"{len(self.data)} examples but {len(self.y)} labels")
+        self.prep = prep
+        if image_shape is None and prep is not None:
+            image_shape = prep.image_shape(self.data.shape[1:])
+        self.image_shape = None if image_shape is None else tuple(image_shape)
+        self._x = None
+
+    @classmethod
+    def from_images(cls, images, labels, input_shape, mean=None, std=None, pad_to=None):
+        """Raw uint8 images (n, H, W[, C]) kept as they are; prepared per batch."""
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[..., None]
+        return cls(images, labels, prep=make_preparation(input_shape, mean, std, pad_to))
+
+    def __len__(self):
+        return len(self.y)
+
+    @property
+    def x(self):
+        """The whole split prepared (float32, model-ready; cached): fine for small sets, 4x the
+        raw size for uint8 images — use ``batches`` / ``take`` for large ones."""
+        if self._x is None:
+            self._x = _prepare(self.data, self.prep, self.image_shape, None)
+        return self._x
+
+    def batch(self, idx, flip_rng=None):
+        """Batch(x, y) of the examples ``idx`` (indices or a slice), prepared, flipped with
+        ``flip_rng`` (np.random.Generator, ``random_flip``) if given."""
+        return Batch(_prepare(self.data[idx], self.prep, self.image_shape, flip_rng), self.y[idx])
+
+    def take(self, n):
+        """The first n examples as one prepared Batch (e.g. a fixed diagnostics batch)."""
+        return self.batch(slice(0, n))
+
+    def subset(self, n):
+        return Dataset(self.data[:n], self.y[:n], self.image_shape, self.prep) if n else self
+
+
+class StreamDataset:
+    """A split read as a stream of (images, labels) chunks, for splits that do not fit in
+    memory: ``source(seed)`` returns a fresh iterable of chunks each pass (``seed`` None: the
+    source's fixed order, e.g. for evaluation; an int drawn from the shuffling rng: a
+    deterministic, possibly shuffled, order such as a TFDS file order; a source may ignore it).
+    Chunks are raw uint8 images (k, H, W[, C]) with k labels, any k.
+
+    ``length``: the number of examples read per pass (the source is cut there; a source that
+    ends earlier is an error, since training counts steps per epoch from it). ``batches``
+    shuffles within a buffer of ``buffer_size`` raw examples: each batch is drawn uniformly
+    without replacement from the buffer, which is refilled in stream order, so the order is
+    a function of the stream and the rng only (a resumed epoch replays it). Memory: the
+    buffer (buffer_size x H x W x C bytes) plus one chunk. ``check(labels, offset)`` may
+    validate each chunk's labels (raise to refuse)."""
+
+    def __init__(self, source, length, prep=None, image_shape=None, buffer_size=10_000, check=None):
+        self.source, self.length, self.prep = source, None if length is None else int(length), prep
+        self.buffer_size, self.check = int(buffer_size), check
+        self.image_shape = None if image_shape is None else tuple(image_shape)
+
+    def __len__(self):
+        if self.length is None:
+            raise TypeError("this StreamDataset has no known length")
+        return self.length
+
+    def chunks(self, seed=None):
+        """The (images, labels) chunks of one pass, raw, cut to ``length``; labels int32."""
+        count = 0
+        for images, labels in self.source(seed):
+            images, labels = np.asarray(images), np.asarray(labels)
+            if images.ndim == 3:
+                images = images[..., None]
+            if len(images) != len(labels):
+                raise ValueError(f"stream chunk at example {count}: {len(images)} images but {len(labels)} labels")
+            if self.length is not None and count + len(labels) > self.length:
+                images, labels = images[: self.length - count], labels[: self.length - count]
+            if self.check is not None:
+                self.check(labels, count)
+            if self.image_shape is None and self.prep is not None:
+                self.image_shape = self.prep.image_shape(images.shape[1:])
+            count += len(labels)
+            if len(labels):
+                yield images, labels.astype(np.int32)
+            if self.length is not None and count >= self.length:
+                return
+        if self.length is not None and count < self.length:
+            raise ValueError(f"stream ended after {count} examples, expected {self.length}")
+
+    def prepare(self, images, flip_rng=None):
+        return _prepare(images, self.prep, self.image_shape, flip_rng)
+
+    def take(self, n):
+        """The first n examples (stream order) as one prepared Batch."""
+        xs, ys, count = [], [], 0
+        for images, labels in self.chunks(None):
+            xs.append(images[: n - count])
+            ys.append(labels[: n - count])
+            count += len(ys[-1])
+            if count >= n:
+                break
+        return Batch(self.prepare(np.concatenate(xs)), np.concatenate(ys))
+
+    @property
+    def x(self):
+        return self.take(len(self)).x
+
+    @property
+    def y(self):
+        return np.concatenate([labels for _, labels in self.chunks(None)])
+
+    def subset(self, n):
+        if not n:
+            return self
+        return StreamDataset(self.source, n if self.length is None else min(n, self.length), self.prep,
+                             self.image_shape, self.buffer_size, self.check)
+
+
+def batches(ds, batch_size, rng=None, drop_last=True, start=0, flip_rng=None):
+    """Yield model-ready Batch(x, y) numpy batches, each prepared on its own (raw uint8 ->
+    padded -> flipped -> normalised -> reshaped). Shuffled with ``rng`` (np.random.Generator)
+    if given: a permutation of the whole split for a `Dataset`, a bounded shuffle buffer for a
+    `StreamDataset`. ``start`` skips the first batches (resume inside an epoch; same order).
+    ``flip_rng(i)`` -> np.random.Generator flips batch i (counted from 0, skipped ones too)
+    with ``random_flip``; None: no flips."""
+    if isinstance(ds, StreamDataset):
+        yield from _stream_batches(ds, batch_size, rng, drop_last, start, flip_rng)
+        return
     n = len(ds)
     order = rng.permutation(n) if rng is not None else np.arange(n)
     stop = n - (n % batch_size) if drop_last else n
     for i in range(start * batch_size, stop, batch_size):
         idx = order[i : i + batch_size]
-        yield Batch(ds.x[idx], ds.y[idx])
+        yield ds.batch(idx, flip_rng(i // batch_size) if flip_rng is not None else None)
+
+
+def _stream_batches(ds, bs, rng, drop_last, start, flip_rng):
+    def out(i, images, labels):
+        return Batch(ds.prepare(images, flip_rng(i) if flip_rng is not None else None), labels)
+
+    if rng is None:  # stream order, rebatched
+        xs, ys, count, i = [], [], 0, 0
+        for images, labels in ds.chunks(None):
+            pos = 0
+            while pos < len(labels):
+                k = min(bs - count, len(labels) - pos)
+                xs.append(images[pos : pos + k])
+                ys.append(labels[pos : pos + k])
+                count, pos = count + k, pos + k
+                if count == bs:
+                    if i >= start:
+                        yield out(i, np.concatenate(xs), np.concatenate(ys))
+                    xs, ys, count, i = [], [], 0, i + 1
+        if count and not drop_last and i >= start:
+            yield out(i, np.concatenate(xs), np.concatenate(ys))
+        return
+
+    seed = int(rng.integers(2**31 - 1))  # the source's order for this pass
+    chunks = ds.chunks(seed)
+    cap = max(ds.buffer_size, bs)
+    buf_x = buf_y = None
+    n, i = 0, 0
+    cur, pos, exhausted = None, 0, False
+    while True:
+        while n < cap and not exhausted:  # refill the buffer in stream order
+            if cur is None or pos == len(cur[1]):
+                cur, pos = next(chunks, None), 0
+                if cur is None:
+                    exhausted = True
+                    break
+                if buf_x is None:
+                    buf_x = np.empty((cap,) + cur[0].shape[1:], cur[0].dtype)
+                    buf_y = np.empty((cap,), np.int32)
+            k = min(cap - n, len(cur[1]) - pos)
+            buf_x[n : n + k] = cur[0][pos : pos + k]
+            buf_y[n : n + k] = cur[1][pos : pos + k]
+            n, pos = n + k, pos + k
+        if n == 0 or (n < bs and drop_last):
+            return
+        k = min(bs, n)
+        idx = rng.choice(n, k, replace=False)
+        if i >= start:
+            yield out(i, buf_x[idx], buf_y[idx])
+        # remove the drawn examples: move the undrawn ones of the last k slots into the holes
+        holes = idx[idx < n - k]
+        tail = np.setdiff1d(np.arange(n - k, n), idx, assume_unique=True)
+        buf_x[holes] = buf_x[tail]
+        buf_y[holes] = buf_y[tail]
+        n, i = n - k, i + 1
+
+
+def prefetch(iterable, size=2, transform=None):
+    """Yield the items of ``iterable`` (with ``transform`` applied, e.g. jax.device_put or
+    holoeb.parallel.shard_batch), produced by a background thread up to ``size`` items ahead
+    (a bounded queue), so the next batch is prepared while the current step runs. Same order
+    as ``iterable``; an exception raised while producing an item is raised here, at that
+    item's place. Closing the generator (the consumer stops or raises) stops the thread and
+    waits for it, so nothing touches the iterable's state (e.g. its rng) afterwards."""
+    if size < 1:
+        raise ValueError("prefetch size must be at least 1")
+    q = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def work():
+        try:
+            for item in iterable:
+                if stop.is_set() or not put((True, transform(item) if transform is not None else item)):
+                    return
+            put((False, None))
+        except BaseException as e:  # handed to the consumer
+            put((False, e))
+
+    thread = threading.Thread(target=work, name="holoeb-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        if thread is not threading.current_thread():  # (a collected generator may be closed on any thread)
+            thread.join()

@@ -3,7 +3,11 @@ random-flip augmentation) per dataset, used by ``holoeb train`` and ``holoeb stu
 
 ``load_dataset`` fits the raw images to the model input in one order for every
 dataset (holoeb.data.pipeline): zero-pad the raw uint8 image to the model's spatial
-size, then normalise with the table's mean / std, then flatten for dense models.
+size, then normalise with the table's mean / std, then flatten for dense models. The
+split stays uint8 in memory and is prepared per batch; a dataset registered with a
+``stream`` source (TFDS ones: holoeb.data.tfds_datasets.tfds_source) can instead be
+read as a `StreamDataset` (``load_dataset(..., stream=True)``, or ``stream_by_default``
+in its registry entry, which ``holoeb train`` follows), for splits beyond memory.
 
 Sources of the constants:
   * mnist, fashion_mnist, svhn_cropped, cifar10, cifar100: Table 4 and App. D of
@@ -22,7 +26,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 from holoeb.data.fashion_mnist import load_fashion_mnist
-from holoeb.data.pipeline import Dataset, fit_size, prepare_images
+from holoeb.data.pipeline import Dataset, StreamDataset, fit_size, make_preparation, prepare_images
 from holoeb.errors import ConfigError
 
 
@@ -32,6 +36,8 @@ class DatasetSpec(NamedTuple):
     mean: Optional[tuple] = None  # per channel, in [0, 1] pixel units; None: no normalisation
     std: Optional[tuple] = None
     flip: bool = False  # random horizontal flips on the training set by default
+    stream: Optional[Callable] = None  # (split, data_dir) -> (source(seed) -> (images, labels) chunks, n)
+    stream_by_default: bool = False  # load_dataset streams unless told otherwise
 
     @property
     def channels(self):
@@ -51,12 +57,18 @@ PREPARATION = {
 DATASETS = {}
 
 
-def register_dataset(name, loader, num_classes, mean=None, std=None, flip=False):
-    """Add (or replace) a dataset: ``loader(split, data_dir)`` returns raw images and labels."""
+def register_dataset(name, loader, num_classes, mean=None, std=None, flip=False, stream=None,
+                     stream_by_default=False):
+    """Add (or replace) a dataset: ``loader(split, data_dir)`` returns raw images and labels;
+    optionally ``stream(split, data_dir)`` returns (source, number of examples) for reading
+    the split as a `StreamDataset` (``source(seed)``: an iterable of (images, labels) chunks),
+    which ``load_dataset`` uses when asked, or always with ``stream_by_default``."""
     if (mean is None) != (std is None):
         raise ValueError(f"dataset {name!r}: give both mean and std, or neither")
+    if stream_by_default and stream is None:
+        raise ValueError(f"dataset {name!r}: stream_by_default needs a stream source")
     DATASETS[name] = DatasetSpec(loader, int(num_classes), None if mean is None else tuple(mean),
-                                 None if std is None else tuple(std), bool(flip))
+                                 None if std is None else tuple(std), bool(flip), stream, bool(stream_by_default))
 
 
 def dataset_spec(name):
@@ -67,33 +79,70 @@ def dataset_spec(name):
     return DATASETS[name]
 
 
-def load_dataset(name, split, input_shape, data_dir=None, size=None, normalize=True):
-    """A model-ready `Dataset` for split 'train' or 'test' ('test' is the validation set):
-    raw images zero-padded to the model's spatial size, normalised (table mean/std), and
-    shaped to ``input_shape``; ``size`` keeps the first examples (None: all)."""
+def load_dataset(name, split, input_shape, data_dir=None, size=None, normalize=True, stream=None,
+                 buffer_size=10_000):
+    """A `Dataset` of split 'train' or 'test' ('test' is the validation set): the raw uint8
+    images and labels, prepared per batch for ``input_shape`` (zero-padded to the model's
+    spatial size, normalised with the table's mean / std, reshaped); ``size`` keeps the first
+    examples (None: all). ``stream`` (None: the registry entry's ``stream_by_default``) gives a
+    `StreamDataset` read from the dataset's stream source instead, shuffled within
+    ``buffer_size`` examples. ConfigError for a size outside 1..n or labels that are not
+    class indices (a stream checks each chunk as it is read)."""
     spec = dataset_spec(name)
+    if stream is None:
+        stream = spec.stream_by_default
+    if stream:
+        return _load_stream(name, spec, split, input_shape, data_dir, size, normalize, buffer_size)
     images, labels = spec.loader(split, data_dir)
     if size is not None:
-        if size < 1 or size > len(labels):
-            raise ConfigError(f"{name} {split}: asked for {size} examples, the split has {len(labels)} (use 1..{len(labels)} or null for all)")
+        _check_size(name, split, size, len(labels))
         images, labels = images[:size], labels[:size]
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != len(images):
         raise ConfigError(f"{name} {split}: labels must be one integer per image, got shape {labels.shape} "
                           f"for {len(images)} images")
-    bad = (labels < 0) | (labels >= spec.num_classes) | (labels != np.round(labels))
-    if np.any(bad):
-        i = int(np.argmax(bad))
-        raise ConfigError(f"{name} {split}: label {labels[i].item()!r} of example {i} is not a class index in "
-                          f"[0, {spec.num_classes}) ({int(bad.sum())} such labels)")
+    _check_labels(name, split, spec, labels)
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[..., None]
     pad_to = fit_size(images.shape[1:], tuple(input_shape))
     mean, std = (spec.mean, spec.std) if normalize else (None, None)
-    x = prepare_images(images, input_shape, mean, std, pad_to)
-    image_shape = (tuple(pad_to) if pad_to else tuple(images.shape[1:3])) + (images.shape[3],)
-    return Dataset(x, np.asarray(labels, np.int32), image_shape)
+    return Dataset.from_images(images, np.asarray(labels, np.int32), input_shape, mean, std, pad_to)
+
+
+def _check_size(name, split, size, n):
+    if size < 1 or size > n:
+        raise ConfigError(f"{name} {split}: asked for {size} examples, the split has {n} (use 1..{n} or null for all)")
+
+
+def _check_labels(name, split, spec, labels, offset=0):
+    bad = (labels < 0) | (labels >= spec.num_classes) | (labels != np.round(labels))
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise ConfigError(f"{name} {split}: label {labels[i].item()!r} of example {offset + i} is not a class index in "
+                          f"[0, {spec.num_classes}) ({int(bad.sum())} such labels" + (" in its chunk)" if offset else ")"))
+
+
+def _load_stream(name, spec, split, input_shape, data_dir, size, normalize, buffer_size):
+    if spec.stream is None:
+        raise ConfigError(f"dataset {name!r} has no stream source; load it in memory (stream=False)")
+    source, n = spec.stream(split, data_dir)
+    if size is not None:
+        _check_size(name, split, size, n)
+        n = size
+    mean, std = (spec.mean, spec.std) if normalize else (None, None)
+
+    def check(labels, offset):
+        if labels.ndim != 1:
+            raise ConfigError(f"{name} {split}: labels must be one integer per image, got shape {labels.shape}")
+        _check_labels(name, split, spec, labels, offset)
+
+    # the preparation needs the raw image shape: read it from the first chunk
+    first = next(iter(source(None)))[0]
+    raw_shape = np.asarray(first).shape[1:]
+    raw_shape = raw_shape if len(raw_shape) == 3 else tuple(raw_shape) + (1,)
+    prep = make_preparation(input_shape, mean, std, fit_size(raw_shape, tuple(input_shape)))
+    return StreamDataset(source, n, prep, prep.image_shape(raw_shape), buffer_size, check)
 
 
 def normalise(images, name, size=32):
@@ -111,11 +160,11 @@ register_dataset("fashion_mnist", load_fashion_mnist, *PREPARATION["fashion_mnis
 
 def _register_tfds():
     # TFDS datasets (holoeb.data.tfds_datasets; tensorflow-datasets is imported only when one is loaded)
-    from holoeb.data.tfds_datasets import TFDS_DATASETS, load_tfds
+    from holoeb.data.tfds_datasets import TFDS_DATASETS, load_tfds, tfds_source
 
     for name, prep in PREPARATION.items():
         if name in TFDS_DATASETS and name not in DATASETS:
-            register_dataset(name, functools.partial(load_tfds, name), *prep)
+            register_dataset(name, functools.partial(load_tfds, name), *prep, stream=functools.partial(tfds_source, name))
     if "svhn_cropped" in DATASETS:
         DATASETS["svhn"] = DATASETS["svhn_cropped"]
 
