@@ -30,6 +30,11 @@ def test_per_batch_preparation_is_bit_identical_to_the_whole_array(input_shape, 
     ds = Dataset.from_images(imgs, labels, input_shape, mean, std, pad_to)
     assert ds.data.dtype == np.uint8 and ds.data.shape == imgs.shape and len(ds) == 50
     old = prepare_images(imgs, input_shape, mean, std, pad_to)  # the former fully prepared array
+    former = np.pad(imgs, ((0, 0), (2, 3), (1, 2), (0, 0))) if pad_to else imgs
+    former = former.astype(np.float32) / 255.0  # prepare_images as it was written before
+    if norm:
+        former = (former - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    np.testing.assert_array_equal(old, former.reshape((50,) + input_shape))
     image_shape = (pad_to or (27, 29)) + (3,)
     assert ds.image_shape == image_shape
     seed, epoch = 3, 2

@@ -94,3 +94,39 @@ def test_missing_package_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
     with pytest.raises(ImportError, match=r"holoeb\[tfds\]"):
         td.load_tfds("cifar10", "train", str(tmp_path))
+
+
+def test_tfds_split_as_a_stream(tiny_dir):
+    """tfds_source reads the split in chunks (as_numpy): in file order it is exactly load_tfds;
+    as a StreamDataset it shuffles within a buffer, every example once per epoch, and prepares
+    each batch like the in-memory dataset."""
+    import functools
+
+    from holoeb.data.pipeline import Dataset, StreamDataset, batches
+    from holoeb.data.registry import DATASETS, PREPARATION, load_dataset, register_dataset
+
+    x, y = td.load_tfds("tiny", "train", tiny_dir)
+    source, n = td.tfds_source("tiny", "train", tiny_dir, chunk=5)
+    chunks = list(source(None))
+    assert n == N_TRAIN and [len(c[1]) for c in chunks] == [5, 5, 2]
+    np.testing.assert_array_equal(np.concatenate([c[0] for c in chunks]), x)
+    np.testing.assert_array_equal(np.concatenate([c[1] for c in chunks]), y)
+    seeded = np.concatenate([c[1] for c in source(7)])
+    np.testing.assert_array_equal(seeded, np.concatenate([c[1] for c in source(7)]))  # deterministic per seed
+    register_dataset("tiny", lambda split, data_dir: td.load_tfds("tiny", split, data_dir), *PREPARATION["mnist"],
+                     stream=functools.partial(td.tfds_source, "tiny"))
+    try:
+        mem = load_dataset("tiny", "train", (32, 32, 1), tiny_dir)
+        st = load_dataset("tiny", "train", (32, 32, 1), tiny_dir, stream=True, buffer_size=4)
+    finally:
+        DATASETS.pop("tiny", None)
+    assert isinstance(mem, Dataset) and mem.data.dtype == np.uint8 and isinstance(st, StreamDataset)
+    assert len(st) == N_TRAIN and st.image_shape == (32, 32, 1)
+    np.testing.assert_array_equal(st.take(N_TRAIN).x, mem.x)
+    got = list(batches(st, 3, np.random.default_rng(0)))
+    assert len(got) == 4
+    xs, ys = np.concatenate([b.x for b in got]), np.concatenate([b.y for b in got])
+    assert sorted(ys.tolist()) == sorted(y.tolist())
+    # each example's prepared pixels are the in-memory ones (match by content)
+    rows = {mem.x[i].tobytes() for i in range(N_TRAIN)}
+    assert all(r.tobytes() in rows for r in xs) and len({r.tobytes() for r in xs}) == N_TRAIN

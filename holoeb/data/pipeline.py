@@ -74,9 +74,11 @@ def prepare_images(images, input_shape, mean=None, std=None, pad_to=None):
         x = x[..., None]
     if pad_to is not None:
         x = pad_images(x, (pad_to, pad_to) if np.isscalar(pad_to) else tuple(pad_to))
-    x = x.astype(np.float32) / 255.0
+    x = x.astype(np.float32)  # a new array: the in-place steps below give the values of x / 255.0 etc.
+    x /= np.float32(255.0)
     if mean is not None:
-        x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+        x -= np.asarray(mean, np.float32)
+        x /= np.asarray(std, np.float32)
     n = x.shape[0]
     if int(np.prod(x.shape[1:])) != int(np.prod(input_shape)):
         raise ValueError(f"images of shape {x.shape[1:]} cannot be reshaped to the model input {tuple(input_shape)}")
