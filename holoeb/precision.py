@@ -48,9 +48,9 @@ class MixedPrecisionRelaxation(Relaxation):
     def run_model(self, model, net, x, u0=None):
         low = jnp.dtype(self.dtype)
         refine = min(self.refine_steps, self.max_steps)
-        full = Relaxation(self.max_steps, self.tol, self.schedule)
+        full = Relaxation(self.max_steps, self.tol, self.schedule, self.method, self.memory)
         u_low = None if u0 is None else dynamics.cast_state(u0, low)
-        half, _ = Relaxation(self.max_steps - refine, None, self.schedule).run_model(
+        half, _ = dataclasses.replace(full, max_steps=self.max_steps - refine, tol=None).run_model(
             model, _cast_floats(net, low), x.astype(low), u_low
         )
         u = dynamics.cast_state(half.state, model.init_state(x)[0].dtype)
@@ -62,5 +62,6 @@ def with_free_dtype(estimator, free_dtype=None, refine_steps=20):
     if free_dtype in (None, "float32", "float64"):
         return estimator
     f = estimator.free
-    wrapped = MixedPrecisionRelaxation(f.max_steps, f.tol, f.schedule, free_dtype, int(refine_steps))
+    wrapped = MixedPrecisionRelaxation(max_steps=f.max_steps, tol=f.tol, schedule=f.schedule, method=f.method,
+                                       memory=f.memory, dtype=free_dtype, refine_steps=int(refine_steps))
     return dataclasses.replace(estimator, free=wrapped)

@@ -19,6 +19,7 @@ iteration of the schedule (the discrete vector field); it is zero exactly at a
 fixed point whatever the schedule.
 """
 import dataclasses
+import itertools
 import math
 from typing import Any, NamedTuple
 
@@ -28,6 +29,7 @@ import jax.numpy as jnp
 from holoeb.errors import ConfigError
 
 SCHEDULES = ("sync", "async")
+METHODS = ("picard", "anderson")
 CONVERGED_TOL = 1e-3  # what "converged" means for a relaxation without a tolerance
 
 
@@ -91,12 +93,23 @@ def relax(step, u0, num_steps, *, tol=None):
 @dataclasses.dataclass(frozen=True)
 class Relaxation:
     """How one phase relaxes: ``max_steps`` iterations (the maximum when ``tol`` is set),
-    optional residual tolerance ``tol`` for early stopping, and ``schedule``
-    ('sync' | 'async' | None = the model's own)."""
+    optional residual tolerance ``tol`` for early stopping, ``schedule`` ('sync' | 'async' |
+    None = the model's own), and ``method``:
+
+      'picard'    u <- g(u), g one sweep of the schedule (the physical dynamics);
+      'anderson'  Anderson acceleration of the same map with ``memory`` m: per example,
+                  u <- sum_i alpha_i g(u_i) over the last m iterates, alpha minimising
+                  ||sum_i alpha_i (g(u_i) - u_i)|| with sum_i alpha_i = 1 (Walker & Ni 2011).
+                  Same fixed points, fewer iterations; complex states use the Hermitian
+                  inner product. It is a solver, not the physical trajectory: use it where
+                  only the fixed point matters.
+    """
 
     max_steps: int = 100
     tol: Any = None
     schedule: Any = None
+    method: str = "picard"
+    memory: int = 5
 
     dtype = None  # the dtype the relaxation runs in (None: the model's; see holoeb.precision)
     refine_steps = 0  # full-precision iterations after a low-precision relaxation
@@ -111,6 +124,11 @@ class Relaxation:
                 raise ConfigError(f"tol must be a finite positive number or None, got {t!r}")
         if self.schedule is not None:
             check_schedule(self.schedule)
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown relaxation method {self.method!r}; choose one of {METHODS}")
+        m = self.memory
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise ConfigError(f"memory must be an integer >= 1, got {m!r}")
 
     @classmethod
     def coerce(cls, value, what="relaxation"):
@@ -134,6 +152,8 @@ class Relaxation:
 
     def run(self, step, u0):
         """Relax the full map ``step`` (state -> state) from ``u0``."""
+        if self.method == "anderson":
+            return self._run_anderson(step, u0)
         if self.tol is None:
             u = jax.lax.fori_loop(0, self.max_steps, lambda i, v: step(v), u0)
             steps = jnp.asarray(self.max_steps, jnp.int32)
@@ -166,3 +186,59 @@ class Relaxation:
         drive = model.drive(net, x)
         u0 = model.init_state(x) if u0 is None else u0
         return self.run_layers(lambda u, g: model.phi_layers(net, u, drive, g), u0, model.schedule), drive
+
+    def _run_anderson(self, step, u0):
+        """Anderson-accelerated fixed-point iteration in one `lax` loop (type-II, per example)."""
+        leaves, treedef = jax.tree_util.tree_flatten(u0)
+        B = leaves[0].shape[0]
+        shapes = [v.shape[1:] for v in leaves]
+        sizes = [math.prod(sh) for sh in shapes]
+        dtype = jnp.result_type(*leaves)
+        real = jnp.finfo(dtype).dtype
+        m = self.memory
+
+        def flat(u):
+            return jnp.concatenate([v.reshape(B, -1).astype(dtype) for v in jax.tree_util.tree_leaves(u)], axis=1)
+
+        def unflat(z):
+            parts = jnp.split(z, list(itertools.accumulate(sizes))[:-1], axis=1)
+            return jax.tree_util.tree_unflatten(
+                treedef, [p.reshape((B,) + sh).astype(v.dtype) for p, sh, v in zip(parts, shapes, leaves)])
+
+        tol = jnp.inf if self.tol is None else self.tol
+        n = sum(sizes)
+
+        def body(c):
+            k, x, X, G, _ = c
+            gx = flat(step(unflat(x)))
+            f = gx - x
+            res = jnp.sqrt(jnp.sum(jnp.abs(f) ** 2, axis=1))
+            slot = k % m
+            X = X.at[:, slot].set(x)
+            G = G.at[:, slot].set(gx)
+            F = G - X  # (B, m, n)
+            valid = jnp.arange(m) < jnp.minimum(k + 1, m)
+            H = jnp.einsum("bin,bjn->bij", jnp.conj(F), F)
+            scale = jnp.maximum(jnp.max(jnp.abs(jnp.diagonal(H, axis1=1, axis2=2)), axis=1), jnp.finfo(real).tiny)
+            eye = jnp.eye(m, dtype=real)
+            mask = valid[:, None] & valid[None, :]
+            H = jnp.where(mask, H, 0) + (1e-10 * scale[:, None, None] + jnp.where(valid, 0.0, 1.0)[None, :, None]) * eye
+            a = jnp.linalg.solve(H, jnp.broadcast_to(valid.astype(H.dtype), (B, m))[..., None])[..., 0]
+            alpha = a / jnp.sum(a, axis=1, keepdims=True)
+            mixed = jnp.einsum("bi,bin->bn", alpha, G)
+            ok = jnp.all(jnp.isfinite(mixed), axis=1, keepdims=True)
+            x_new = jnp.where(ok, mixed, gx)  # fall back to the plain step if the least squares breaks down
+            done = jnp.max(res) <= tol
+            return k + 1, jnp.where(done, x, x_new), X, G, res
+
+        def cond(c):
+            k, _, _, _, res = c
+            return (k < self.max_steps) & ~(jnp.max(res) <= tol)
+
+        x0 = flat(u0)
+        X0 = jnp.zeros((B, m, n), dtype)
+        res0 = jnp.full((B,), jnp.inf, real)
+        steps, x, _, _, _ = jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), x0, X0, X0, res0))
+        u = unflat(x)
+        res = residual(step, u)
+        return Solution(u, res, steps, res <= (self.tol if self.tol is not None else CONVERGED_TOL))

@@ -40,9 +40,11 @@ SHORTHANDS = {
     "T_free": ("free", "max_steps"),
     "free_tol": ("free", "tol"),
     "free_schedule": ("free", "schedule"),
+    "free_method": ("free", "method"),
     "T_nudge": ("nudge", "max_steps"),
     "nudge_tol": ("nudge", "tol"),
     "nudge_schedule": ("nudge", "schedule"),
+    "nudge_method": ("nudge", "method"),
 }
 
 
