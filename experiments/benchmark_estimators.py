@@ -2,7 +2,11 @@
 (batch 50, T_free 150, T_nudge 20), compile time per configuration, and the
 relaxation's achieved GFLOP/s against a plain matmul of the same shapes.
 
-    python experiments/benchmark_estimators.py [--repeats 20] [--json out.json]
+    python experiments/benchmark_estimators.py [--repeats 20] [--params runs/<run>] [--json out.json]
+
+With --params the steps are also timed at a training run's (latest checkpoint) parameters,
+with the number of subnormal float32 values in the free state (a slow path on x86).
+The batch is prepared as training prepares it (holoeb.data.registry.load_dataset).
 """
 import argparse
 import json
@@ -15,7 +19,7 @@ import numpy as np
 import optax
 
 from holoeb import dynamics, make_estimator, make_model
-from holoeb.data import load_fashion_mnist, prepare_images
+from holoeb.data.registry import load_dataset
 from holoeb.solvers import relax
 from holoeb.training import make_train_step
 
@@ -47,20 +51,26 @@ def main():
     ap.add_argument("--T-free", type=int, default=150)
     ap.add_argument("--T-nudge", type=int, default=20)
     ap.add_argument("--only", nargs="*", help="estimator labels to run, e.g. cauchy-N6")
+    ap.add_argument("--params", help="training run directory: also time its trained parameters")
     ap.add_argument("--json")
     args = ap.parse_args()
 
     model = make_model("mlp", hidden=(256, 256))
-    params = model.init(jax.random.PRNGKey(0))
-    images, labels = load_fashion_mnist("train")
-    x = jnp.asarray(prepare_images(images[: args.batch], model.input_shape))
-    batch = dynamics.Batch(x, jnp.asarray(labels[: args.batch]))
+    init_params = model.init(jax.random.PRNGKey(0))
+    ds = load_dataset("fashion_mnist", "train", model.input_shape, size=args.batch)
+    x = jnp.asarray(ds.x)
+    batch = dynamics.Batch(x, jnp.asarray(ds.y))
     tx = optax.sgd(0.01, momentum=0.9)
-    opt_state = tx.init(params)
     rng = jax.random.PRNGKey(1)
+    param_sets = [("init", init_params)]
+    if args.params:
+        from holoeb.checkpoint import load_params
+
+        param_sets.append(("trained", load_params(args.params)))
 
     rows = []
-    for name, hp in CONFIGS:
+    for (name, hp), (which, params) in [(c, ps) for c in CONFIGS for ps in param_sets]:
+        opt_state = tx.init(params)
         label = name + (f"-N{hp['N']}" if "N" in hp and name == "cauchy" else "")
         if args.only and label not in args.only:
             continue
@@ -75,10 +85,14 @@ def main():
         compile_s = time.perf_counter() - t0
         run = lambda: jax.block_until_ready(compiled(params, opt_state, batch, rng))
         s = timeit(run, args.repeats)
-        rows.append({"estimator": label, "step_s": s, "compile_s": compile_s})
-        print(f"{label:14s} {s * 1e3:8.1f} ms/step   compile {compile_s:5.1f} s", flush=True)
+        free_state = est(model, params, batch, rng).free_state
+        tiny = np.finfo(np.float32).tiny
+        subnormal = sum(int(np.sum((np.abs(np.asarray(v)) < tiny) & (np.asarray(v) != 0))) for v in free_state)
+        rows.append({"estimator": label, "params": which, "step_s": s, "compile_s": compile_s, "subnormal": subnormal})
+        print(f"{label:14s} {which:8s} {s * 1e3:8.1f} ms/step   compile {compile_s:5.1f} s", flush=True)
 
     # relaxation throughput vs a plain matmul of the same shapes
+    params = init_params
     drive = model.drive(params["net"], x)
     step_fn = lambda u: model.phi(params["net"], u, drive)
     T = args.T_free
@@ -103,11 +117,12 @@ def main():
     print(f"plain {args.batch}x{n} @ {n}x{n} matmul chain ({T} steps): {gflops_mm:.1f} GFLOP/s")
     print(f"512x512 matmul: {gflops_big:.1f} GFLOP/s")
 
-    print("\n| estimator | ms / training step | x cauchy-N2 | compile (s) |\n|---|---|---|---|")
-    ref = next((r["step_s"] for r in rows if r["estimator"] == "cauchy-N2"), None)
+    print("\n| estimator | parameters | ms / training step | x cauchy-N2 (init) | compile (s) | subnormal free-state values |")
+    print("|---|---|---|---|---|---|")
+    ref = next((r["step_s"] for r in rows if r["estimator"] == "cauchy-N2" and r["params"] == "init"), None)
     for r in rows:
         ratio = f"{r['step_s'] / ref:.2f}" if ref else "-"
-        print(f"| {r['estimator']} | {r['step_s'] * 1e3:.1f} | {ratio} | {r['compile_s']:.1f} |")
+        print(f"| {r['estimator']} | {r['params']} | {r['step_s'] * 1e3:.1f} | {ratio} | {r['compile_s']:.1f} | {r['subnormal']} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "relax_gflops": gflops_relax, "matmul_gflops": gflops_mm, "matmul512_gflops": gflops_big}, f, indent=2)
