@@ -8,6 +8,9 @@
    at equal iteration counts, XLA's convolution vs the im2col matmul
    (holoeb.convolution).
 3. Free-phase time: 60 async iterations vs 250 sync ones.
+4. Where a C-EP step's time goes (free phase / the two nudged phases / the energy
+   gradient), its FLOP count, the achieved GFLOP/s and the fraction of this machine's
+   measured peak (one convolution of the costliest layer, and a 512x512 matmul).
 
     python experiments/benchmark_dchn.py                         # Table 5 DCHN, batch 128
     python experiments/benchmark_dchn.py --channels 32 64 128 128 --batch 32   # CPU-sized
@@ -41,6 +44,77 @@ def timed(f, *args, repeats=3):
     return first, (time.perf_counter() - t) / repeats
 
 
+def conv_flops(batch, size, c_in, c_out):
+    """Multiply-adds x 2 of a 3x3 SAME convolution on a size x size map."""
+    return 2 * batch * size * size * 9 * c_in * c_out
+
+
+def step_flops(args, batch):
+    """FLOPs of one C-EP step with the minimal work per iteration: every coupling's forward
+    convolution and its transpose once (dPhi/ds of all layers); the energy gradient is a
+    forward and a weight-gradient convolution per layer at the two nudged states."""
+    ch, size, fwd = tuple(args.channels), 32, []
+    for k, c in enumerate(ch):
+        fwd.append(conv_flops(batch, size, ch[k - 1] if k else 1, c))
+        size //= 2
+    dense = 2 * batch * size * size * ch[-1] * 10
+    per_iter = 2 * (sum(fwd[1:]) + dense)
+    iters = args.T + 2 * args.T_nudge
+    grad = 2 * 2 * (sum(fwd) + dense)
+    return per_iter, iters, grad, fwd
+
+
+def breakdown(args, params, x, y, out):
+    m = make_model("dchn", in_channels=1, channels=tuple(args.channels), schedule="async")
+    net = params["net"]
+    est = make_estimator("c-ep", T_free=args.T, T_nudge=args.T_nudge, beta=0.25)
+    B = x.shape[0]
+    y1 = jax.nn.one_hot(y, 10)
+
+    def free(net, xx):
+        return est.free.run_model(m, net, xx)[0].state
+
+    def nudged(net, xx, s0):
+        drive = m.drive(net, xx)
+        outs = []
+        for b in (-0.25, 0.25):
+            upd = energy.nudged_output(y1, b, m.cost_scale)
+            outs.append(est.nudge.run_layers(lambda s, g: energy.layer_update(m, net, s, drive, g, upd), s0, m.schedule).state)
+        return outs
+
+    def grad(net, xx, sa, sb):
+        return energy.contrast_grad(m, net, xx, sa, -0.25, sb, 0.25)
+
+    full = jax.jit(lambda p, xx, yy: est(m, p, (xx, yy), None).grads)
+    s0 = jax.jit(free)(net, x)
+    sa, sb = jax.jit(nudged)(net, x, s0)
+    parts = [("free phase", timed(jax.jit(free), net, x, repeats=args.repeats)[1]),
+             ("two nudged phases", timed(jax.jit(nudged), net, x, s0, repeats=args.repeats)[1]),
+             ("energy gradient", timed(jax.jit(grad), net, x, sa, sb, repeats=args.repeats)[1])]
+    total = timed(full, params, x, y, repeats=args.repeats)[1]
+    per_iter, iters, g_flops, fwd = step_flops(args, B)
+    flops = per_iter * iters + g_flops
+    k = max(range(1, len(fwd)), key=lambda i: fwd[i])
+    size = 32 // 2 ** k
+    # the costliest layer's convolution as one im2col GEMM: (B H W, 9 c_in) @ (9 c_in, c_out)
+    cin, cout, hw = args.channels[k - 1], args.channels[k], (size * 2) ** 2
+    cols = jnp.ones((B * hw, 9 * cin), jnp.float32) * 0.1
+    w = jnp.ones((9 * cin, cout), jnp.float32) * 0.01
+    t_conv = timed(jax.jit(lambda a: a @ w), cols, repeats=10)[1]
+    peak_conv = conv_flops(B, size * 2, cin, cout) / t_conv / 1e9
+    big = jnp.ones((512, 512), jnp.float32)
+    peak_mm = 2 * 512 ** 3 / timed(jax.jit(lambda a: a @ a), big, repeats=20)[1] / 1e9
+    achieved = flops / total / 1e9
+    out["breakdown"] = dict(parts=dict(parts), step_s=total, gflop=flops / 1e9, achieved_gflops=achieved,
+                            conv_peak_gflops=peak_conv, matmul512_gflops=peak_mm)
+    md = [f"Where a C-EP step goes (async, float32, batch {B}, {args.T} + 2 x {args.T_nudge} iterations): "
+          f"{flops / 1e9:.1f} GFLOP, {total:.3f} s, {achieved:.1f} GFLOP/s = {100 * achieved / peak_conv:.0f}% of the "
+          f"layer-{k + 1} convolution's im2col GEMM alone ({peak_conv:.1f} GFLOP/s) ({100 * achieved / peak_mm:.0f}% of a 512x512 matmul's "
+          f"{peak_mm:.1f})", "", "| part | time (s) | share |", "|---|---|---|"]
+    md += [f"| {name} | {t:.3f} | {100 * t / total:.0f}% |" for name, t in parts] + [""]
+    return md
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--channels", type=int, nargs="+", default=[128, 256, 512, 512])
@@ -52,7 +126,7 @@ def main(argv=None):
     p.add_argument("--T-nudge", dest="T_nudge", type=int, default=15, help="iterations of each perturbed phase (K of Table 5)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--conv-impls", nargs="+", default=["xla", "im2col"], choices=["xla", "im2col"])
-    p.add_argument("--skip", nargs="*", default=[], choices=["residual", "step", "free"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["residual", "step", "free", "breakdown"])
     p.add_argument("--out", default="runs/benchmark_dchn")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
@@ -118,6 +192,9 @@ def main(argv=None):
         b = {r["dtype"]: r["free_s"] for r in rows if r["schedule"] == "sync"}
         md += ["", f"speed-up of 60 async (bf16) over 250 sync (float32): {b['float32'] / a['bfloat16']:.2f}x; "
                    f"same dtype (float32): {b['float32'] / a['float32']:.2f}x", ""]
+
+    if "breakdown" not in args.skip:
+        md += breakdown(args, params, x, y, out)
 
     text = "\n".join(md)
     print(text)
