@@ -94,7 +94,8 @@ def random_flip(x, rng, image_shape=None):
     if img.ndim != 4:
         raise ValueError(f"random_flip needs (n, H, W, C) images or image_shape, got shape {shape}")
     flip = rng.random(shape[0]) < 0.5
-    out = np.where(flip[:, None, None, None], img[:, :, ::-1, :], img)
+    out = img.copy()
+    out[flip] = img[flip][:, :, ::-1, :]  # (copies only the flipped examples; same values as np.where)
     return out.reshape(shape)
 
 
