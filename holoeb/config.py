@@ -228,11 +228,14 @@ class DataConfig:
     val_size: Optional[int] = None  # first n test examples (null: all)
     random_flip: Optional[bool] = None  # horizontal flips of training images (null: the dataset's default)
     normalize: bool = True  # per-channel mean / std of holoeb.data.registry
+    stream: Optional[bool] = None  # read the training split as a stream (null: the dataset's default)
+    shuffle_buffer: int = 10000  # examples in the shuffle buffer of a streamed split
 
     def validate(self, p="data"):
         for k in ("train_size", "val_size"):
             v = getattr(self, k)
             check(v is None or v >= 1, f"{p}.{k}", "a positive integer or null (all examples)", v)
+        check(self.shuffle_buffer >= 1, f"{p}.shuffle_buffer", "a positive integer", self.shuffle_buffer)
 
 
 @dataclasses.dataclass

@@ -240,7 +240,8 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
             )
 
     spec = dataset_spec(dcfg.dataset)
-    train_ds = load_dataset(dcfg.dataset, "train", model.input_shape, dcfg.data_dir, dcfg.train_size, dcfg.normalize)
+    train_ds = load_dataset(dcfg.dataset, "train", model.input_shape, dcfg.data_dir, dcfg.train_size, dcfg.normalize,
+                            dcfg.stream, dcfg.shuffle_buffer)
     val_ds = load_dataset(dcfg.dataset, "test", model.input_shape, dcfg.data_dir, dcfg.val_size, dcfg.normalize)
     flip = spec.flip if dcfg.random_flip is None else dcfg.random_flip
     bs = tcfg.batch_size

@@ -125,7 +125,7 @@ def _check_labels(name, split, spec, labels, offset=0):
 
 def _load_stream(name, spec, split, input_shape, data_dir, size, normalize, buffer_size):
     if spec.stream is None:
-        raise ConfigError(f"dataset {name!r} has no stream source; load it in memory (stream=False)")
+        raise ConfigError(f"dataset {name!r} has no stream source; load it in memory (data.stream=false; streaming is for TFDS datasets)")
     source, n = spec.stream(split, data_dir)
     if size is not None:
         _check_size(name, split, size, n)
