@@ -110,7 +110,7 @@ def breakdown(args, params, x, y, out):
     md = [f"Where a C-EP step goes (async, float32, batch {B}, {args.T} + 2 x {args.T_nudge} iterations): "
           f"{flops / 1e9:.1f} GFLOP, {total:.3f} s, {achieved:.1f} GFLOP/s = {100 * achieved / peak_conv:.0f}% of the "
           f"layer-{k + 1} convolution's im2col GEMM alone ({peak_conv:.1f} GFLOP/s) ({100 * achieved / peak_mm:.0f}% of a 512x512 matmul's "
-          f"{peak_mm:.1f})", "", "| part | time (s) | share |", "|---|---|---|"]
+          f"{peak_mm:.1f})", "", "| part (jitted alone) | time (s) | of the fused step |", "|---|---|---|"]
     md += [f"| {name} | {t:.3f} | {100 * t / total:.0f}% |" for name, t in parts] + [""]
     return md
 
