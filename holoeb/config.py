@@ -245,7 +245,8 @@ class TrainingConfig:
     seed: int = 0
     eval_batch_size: int = 1000
     eval_train: bool = False  # after the last epoch, also evaluate on the training set (train_error)
-    max_residual: Optional[float] = None  # stop when the free phase's residual exceeds it
+    max_residual: Optional[float] = None  # a step whose free-phase residual exceeds it stops the run (or is skipped)
+    on_unconverged: str = "stop"  # with max_residual: "stop" the run, or "skip" the update (counted per epoch)
     devices: Optional[int] = None  # data parallelism over this many local devices (default: all)
     distributed: bool = False  # jax.distributed.initialize() first (multi-host)
     free_dtype: Optional[str] = None  # bfloat16 | float16: half-precision free phase
@@ -264,6 +265,7 @@ class TrainingConfig:
               "an integer >= 0 or null", self.checkpoint_every)
         check(self.max_residual is None or (_finite(self.max_residual) and self.max_residual > 0), f"{p}.max_residual",
               "finite and > 0, or null", self.max_residual)
+        check(self.on_unconverged in ("stop", "skip"), f"{p}.on_unconverged", "'stop' or 'skip'", self.on_unconverged)
         check(self.free_dtype in (None, "bfloat16", "float16", "float32"), f"{p}.free_dtype",
               "null, 'bfloat16', 'float16' or 'float32'", self.free_dtype)
 

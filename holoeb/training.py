@@ -58,12 +58,14 @@ def residual_stats(residual, tol):
 
 
 def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=None, homeo_normalize="per_unit",
-                    tol=CONVERGED_TOL):
+                    tol=CONVERGED_TOL, skip_unconverged=False):
     """step(params, opt_state, batch, rng) -> (params, opt_state, metrics); the gradient is the
     estimator's plus lam * dL_homeo/dtheta (holoeb.homeostasis, normalisation ``homeo_normalize``).
     Nothing is applied unless the loss, free state, gradients *and* the new parameters and
-    optimizer state are all finite (metrics["finite"]). metrics also hold the free phase's
-    residual max / median and the fraction of examples above ``tol``."""
+    optimizer state are all finite (metrics["finite"]), nor, with ``skip_unconverged``, when
+    an example's free residual exceeds ``tol`` (metrics["applied"]). metrics also hold the
+    free phase's residual max / median, the fraction of examples above ``tol``, and the
+    nudged phases' max residual for estimators that report one (aux["nudge_residual"])."""
 
     def step(params, opt_state, batch, rng):
         k_est, k_h = jax.random.split(rng)
@@ -72,6 +74,8 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
         worst, median, frac = residual_stats(res.residual, tol)
         metrics = {"loss": res.loss, "accuracy": res.accuracy, "residual": worst, "residual_median": median,
                    "unconverged": frac}
+        if "nudge_residual" in res.aux:
+            metrics["nudge_residual"] = jnp.max(res.aux["nudge_residual"])
         if lam:
             h, hg = homeostasis.homeostatic_grad(
                 model, params, batch.x, res.free_state, k_h, homeo_samples, coordinates, homeo_normalize
@@ -83,8 +87,10 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
         leaves = jax.tree_util.tree_leaves((grads, res.loss, res.free_state, new_params, new_opt))
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in leaves
                                     if jnp.issubdtype(jnp.asarray(v).dtype, jnp.inexact)]))
-        keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
+        apply = finite & (worst <= tol) if skip_unconverged else finite
+        keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(apply, a, b), new, old)
         metrics["finite"] = finite
+        metrics["applied"] = apply
         return keep(new_params, params), keep(new_opt, opt_state), metrics
 
     return step
@@ -262,7 +268,8 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
     lam = hcfg.lambda_
     tol = tcfg.max_residual if tcfg.max_residual is not None else CONVERGED_TOL  # what "converged" means
     step = parallel.shard_step(
-        make_train_step(model, estimator, tx, lam, hcfg.num_samples, hcfg.coordinates, hcfg.normalize, tol),
+        make_train_step(model, estimator, tx, lam, hcfg.num_samples, hcfg.coordinates, hcfg.normalize, tol,
+                        skip_unconverged=tcfg.max_residual is not None and tcfg.on_unconverged == "skip"),
         mesh,
     )
     eval_fn = jax.jit(make_eval_step(model, estimator.T_free, per_example_residual=True))
@@ -280,7 +287,7 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
     data_rng = np.random.default_rng(seed)
     start_epoch, start_step, global_step = 1, 0, 0
     sums0 = {"loss": 0.0, "accuracy": 0.0, "residual": 0.0, "residual_median": 0.0, "unconverged": 0.0,
-             "homeo_loss": 0.0}
+             "nudge_residual": 0.0, "skipped": 0.0, "homeo_loss": 0.0}
     ckpt = None
     if tcfg.checkpoint:
         ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=tcfg.checkpoints_to_keep)
@@ -325,10 +332,12 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
                     f"epoch {epoch}, step {i}: non-finite loss/state/gradient (free residual {float(m['residual']):.3g}); "
                     "the update was not applied. Lower the learning rate or beta, or increase T_free."
                 )
-            if max_res is not None and float(m["residual"]) > max_res:
+            if max_res is not None and float(m["residual"]) > max_res and tcfg.on_unconverged == "stop":
                 raise TrainingDiverged(
-                    f"epoch {epoch}, step {i}: free phase did not converge (residual {float(m['residual']):.3g} > max_residual {max_res})"
+                    f"epoch {epoch}, step {i}: free phase did not converge (residual {float(m['residual']):.3g} > "
+                    f"max_residual {max_res}); the update was not applied (training.on_unconverged=skip skips such steps)"
                 )
+            sums["skipped"] += 1.0 - float(m["applied"])
             for k_ in sums:
                 if k_ in m:
                     sums[k_] += float(m[k_])
@@ -350,6 +359,7 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
             "train_residual": sums["residual"] / steps_per_epoch,  # mean over steps of the batch max
             "train_residual_median": sums["residual_median"] / steps_per_epoch,
             "train_unconverged": sums["unconverged"] / steps_per_epoch,  # fraction of examples above tol
+            "skipped_steps": int(sums["skipped"]),  # updates not applied (training.on_unconverged=skip)
             "val_loss": val["loss"],
             "val_error": val["error"],
             "val_residual": val["residual"],  # max over the validation set
@@ -363,6 +373,8 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
         rec.update(epoch_time_s=train_time, step_time_s=train_time / max(n_steps, 1))
         if topk:
             rec["val_top5_error"] = val["top5_error"]
+        if sums["nudge_residual"] > 0:  # estimators with nudged phases (mean over steps of the batch max)
+            rec["train_nudge_residual"] = sums["nudge_residual"] / steps_per_epoch
         if lam:
             rec["homeo_loss"] = sums["homeo_loss"] / steps_per_epoch
         if tcfg.eval_train and epoch == epochs:
