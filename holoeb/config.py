@@ -138,13 +138,18 @@ def field_type(cls, dotted):
 def parse_value(text, tp=None):
     """Command-line text -> value: for string fields (``tp`` str / Optional[str]) the text
     itself ('null' -> None when optional); otherwise JSON ('6' -> 6, '0.5' -> 0.5,
-    'true' -> True, '[1,2]' -> [1, 2], 'null' -> None), and any other text stays a string."""
+    'true' -> True, '[1,2]' -> [1, 2], 'null' -> None), and any other text stays a string.
+    Lists of strings may be written unquoted: '[cl,p-ep]' or 'cl,p-ep' -> ['cl', 'p-ep']."""
     args = typing.get_args(tp) if typing.get_origin(tp) is typing.Union else ()
     if tp is str or (str in args and len(args) == 2):
         return None if (args and text == "null") else text
     try:
         return json.loads(text)
     except json.JSONDecodeError:
+        if typing.get_origin(tp) in (tuple, list) and typing.get_args(tp)[:1] == (str,):
+            inner = text.strip()
+            inner = inner[1:-1] if inner.startswith("[") and inner.endswith("]") else inner
+            return [part.strip() for part in inner.split(",") if part.strip()]
         return text
 
 
@@ -238,6 +243,9 @@ class DataConfig:
         check(self.shuffle_buffer >= 1, f"{p}.shuffle_buffer", "a positive integer", self.shuffle_buffer)
 
 
+WARM_STARTS = ("none", "last", "free")
+
+
 @dataclasses.dataclass
 class TrainingConfig:
     batch_size: int = 50
@@ -255,6 +263,10 @@ class TrainingConfig:
     resume: bool = True
     checkpoint_every: Optional[int] = None  # also save every n steps inside an epoch
     checkpoints_to_keep: int = 2
+    # where each training batch's free phase starts: "none" = the zero state; "last" = where
+    # the previous batch's step left the network (the comparative study's released code);
+    # "free" = the previous batch's free state. Reset to zero at each epoch's start.
+    warm_start: str = "none"
 
     def validate(self, p="training"):
         for k in ("batch_size", "epochs", "eval_batch_size", "checkpoints_to_keep"):
@@ -266,6 +278,7 @@ class TrainingConfig:
         check(self.max_residual is None or (_finite(self.max_residual) and self.max_residual > 0), f"{p}.max_residual",
               "finite and > 0, or null", self.max_residual)
         check(self.on_unconverged in ("stop", "skip"), f"{p}.on_unconverged", "'stop' or 'skip'", self.on_unconverged)
+        check(self.warm_start in WARM_STARTS, f"{p}.warm_start", " or ".join(map(repr, WARM_STARTS)), self.warm_start)
         check(self.free_dtype in (None, "bfloat16", "float16", "float32"), f"{p}.free_dtype",
               "null, 'bfloat16', 'float16' or 'float32'", self.free_dtype)
 

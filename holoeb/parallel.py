@@ -105,8 +105,12 @@ def pad_to_multiple(x, multiple):
     return x, mask
 
 
-def shard_step(step, mesh):
+def shard_step(step, mesh, carry=False):
     """jit ``step(params, opt_state, batch, rng)`` with the batch split over the mesh and
-    everything else (inputs and outputs) replicated."""
+    everything else (inputs and outputs) replicated. With ``carry``, the step is
+    ``step(params, opt_state, batch, rng, state) -> (params, opt_state, metrics, state)``
+    and the carried per-example state is split over the mesh like the batch."""
     rep, bat = replicated_sharding(mesh), batch_sharding(mesh)
+    if carry:
+        return jax.jit(step, in_shardings=(rep, rep, bat, rep, bat), out_shardings=(rep, rep, rep, bat))
     return jax.jit(step, in_shardings=(rep, rep, bat, rep), out_shardings=(rep, rep, rep))

@@ -64,6 +64,7 @@ class StudyConfig:
     n_train: int = 10000  # 0: full training set
     n_test: int = 0  # 0: full test set
     random_flip: Optional[bool] = None  # null: per dataset (App. D)
+    warm_start: str = "none"  # training.warm_start: "last" starts each batch where the previous one left the network
     diagnostics: bool = False  # per-epoch cosine vs RBP / symmetry diagnostics of holoeb.training
     data_dir: Optional[str] = None
     out_dir: str = "runs/study"
@@ -152,7 +153,8 @@ def train_config(cfg, rule, dataset, seed):
                           schedule="cosine_epochs", eta_min=cfg.eta_min, T_max=cfg.T_max, layer_lrs=list(cfg.lrs)),
         "data": dict(dataset=dataset, data_dir=_data_dir(cfg, dataset), train_size=cfg.n_train or None,
                      val_size=cfg.n_test or None, random_flip=cfg.random_flip, normalize=True),
-        "training": dict(batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed, eval_batch_size=1000, eval_train=True),
+        "training": dict(batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed, eval_batch_size=1000, eval_train=True,
+                         warm_start=cfg.warm_start),
         "homeostasis": {"lambda": 0.0},
         "diagnostics": dict(enabled=cfg.diagnostics),
     })

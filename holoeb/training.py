@@ -58,18 +58,23 @@ def residual_stats(residual, tol):
 
 
 def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=None, homeo_normalize="per_unit",
-                    tol=CONVERGED_TOL, skip_unconverged=False):
+                    tol=CONVERGED_TOL, skip_unconverged=False, warm_start="none"):
     """step(params, opt_state, batch, rng) -> (params, opt_state, metrics); the gradient is the
     estimator's plus lam * dL_homeo/dtheta (holoeb.homeostasis, normalisation ``homeo_normalize``).
     Nothing is applied unless the loss, free state, gradients *and* the new parameters and
     optimizer state are all finite (metrics["finite"]), nor, with ``skip_unconverged``, when
     an example's free residual exceeds ``tol`` (metrics["applied"]). metrics also hold the
     free phase's residual max / median, the fraction of examples above ``tol``, and the
-    nudged phases' max residual for estimators that report one (aux["nudge_residual"])."""
+    nudged phases' max residual for estimators that report one (aux["nudge_residual"]).
 
-    def step(params, opt_state, batch, rng):
+    warm_start "last" / "free": the step is step(params, opt_state, batch, rng, state) ->
+    (params, opt_state, metrics, state); the free phase starts from ``state`` and the step
+    returns where the network was left (the result's last_state, or its free state) or
+    the free state, for the next batch."""
+
+    def step(params, opt_state, batch, rng, init_state=None):
         k_est, k_h = jax.random.split(rng)
-        res = estimator(model, params, batch, k_est)
+        res = estimator(model, params, batch, k_est, init_state)
         grads = res.grads
         worst, median, frac = residual_stats(res.residual, tol)
         metrics = {"loss": res.loss, "accuracy": res.accuracy, "residual": worst, "residual_median": median,
@@ -91,8 +96,14 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
         keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(apply, a, b), new, old)
         metrics["finite"] = finite
         metrics["applied"] = apply
-        return keep(new_params, params), keep(new_opt, opt_state), metrics
+        out = keep(new_params, params), keep(new_opt, opt_state), metrics
+        if warm_start == "none":
+            return out
+        left = res.last_state if (warm_start == "last" and res.last_state is not None) else res.free_state
+        return out + (tuple(jnp.real(v).astype(u.dtype) for v, u in zip(left, init_state)),)
 
+    if warm_start == "none":
+        return lambda params, opt_state, batch, rng: step(params, opt_state, batch, rng)
     return step
 
 
@@ -267,11 +278,19 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
     params, opt_state, key = parallel.replicate((params, opt_state, key), mesh)
     lam = hcfg.lambda_
     tol = tcfg.max_residual if tcfg.max_residual is not None else CONVERGED_TOL  # what "converged" means
+    warm = tcfg.warm_start != "none"
     step = parallel.shard_step(
         make_train_step(model, estimator, tx, lam, hcfg.num_samples, hcfg.coordinates, hcfg.normalize, tol,
-                        skip_unconverged=tcfg.max_residual is not None and tcfg.on_unconverged == "skip"),
-        mesh,
+                        skip_unconverged=tcfg.max_residual is not None and tcfg.on_unconverged == "skip",
+                        warm_start=tcfg.warm_start),
+        mesh, carry=warm,
     )
+
+    def zero_carry():  # the state each epoch's first batch starts from (warm_start != "none")
+        u0 = model.init_state(jnp.zeros((bs,) + tuple(model.input_shape), jnp.float32))
+        return tuple(parallel.shard_array(np.asarray(v), mesh) for v in u0)
+
+    carry = zero_carry() if warm else None
     eval_fn = jax.jit(make_eval_step(model, estimator.T_free, per_example_residual=True))
     diag_fn = make_diagnostics(model, estimator, cfg) if cfg.diagnostics.enabled else None
     nd = cfg.diagnostics.batch_size
@@ -292,8 +311,13 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
     if tcfg.checkpoint:
         ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=tcfg.checkpoints_to_keep)
         if tcfg.resume and ckpt.latest_step() is not None:
-            _, state, meta = ckpt.restore_latest_intact({"params": params, "opt_state": opt_state, "key": key}, log)
+            template = {"params": params, "opt_state": opt_state, "key": key}
+            if warm:
+                template["carry"] = carry
+            _, state, meta = ckpt.restore_latest_intact(template, log)
             params, opt_state, key = state["params"], state["opt_state"], state["key"]
+            if warm:
+                carry = tuple(parallel.shard_array(np.asarray(v), mesh) for v in state["carry"])
             start_epoch, start_step, global_step = meta["epoch"], meta["step_in_epoch"], meta["global_step"]
             data_rng.bit_generator.state = meta["data_rng_state"]
             sums0 = meta["sums"]
@@ -309,11 +333,16 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
         if ckpt is not None:
             meta = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
                     "data_rng_state": rng_state, "sums": sums, "history": history}
-            ckpt.save(global_step, {"params": params, "opt_state": opt_state, "key": key}, meta)
+            state = {"params": params, "opt_state": opt_state, "key": key}
+            if warm:
+                state["carry"] = carry
+            ckpt.save(global_step, state, meta)
 
     for epoch in range(start_epoch, epochs + 1):
         t0 = time.time()
         first = start_step if epoch == start_epoch else 0
+        if warm and first == 0:
+            carry = zero_carry()
         sums = dict(sums0) if epoch == start_epoch else {k: 0.0 for k in sums0}
         epoch_rng_state = copy.deepcopy(data_rng.bit_generator.state)
         # flips: their own generator per (seed, epoch, step), so a resumed run flips the same examples;
@@ -326,7 +355,10 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
                    disable=not (progress and is_main), leave=False)
         for i, b in enumerate(bar, start=first):
             key, k = jax.random.split(key)
-            params, opt_state, m = step(params, opt_state, b, k)
+            if warm:
+                params, opt_state, m, carry = step(params, opt_state, b, k, carry)
+            else:
+                params, opt_state, m = step(params, opt_state, b, k)
             if not bool(m["finite"]):
                 raise TrainingDiverged(
                     f"epoch {epoch}, step {i}: non-finite loss/state/gradient (free residual {float(m['residual']):.3g}); "

@@ -43,7 +43,7 @@ def _cfg(**over):
         "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine",
                       "lr_scales": {"wf2": 2.0, "readout": 0.5}},
         "data.dataset": "blobs12", "training.epochs": 2, "training.batch_size": 24, "training.eval_batch_size": 40,
-        "training.checkpoint_every": 2, "homeostasis.lambda": 0.5, "diagnostics.batch_size": 16, "diagnostics.num_samples": 4,
+        "training.checkpoint_every": 2, "training.warm_start": "free", "homeostasis.lambda": 0.5, "diagnostics.batch_size": 16, "diagnostics.num_samples": 4,
     }
     base.update(over)
     return load_config(None, base)
@@ -57,7 +57,9 @@ def kill_and_resume_scenario(tmp):
     """Uninterrupted run vs a run stopped after 7 steps and resumed from its last checkpoint.
 
     96/24 = 4 steps per epoch, checkpoints every 2 steps: the kill at global step 7 loses
-    step 7, the resume restarts from the mid-epoch checkpoint of global step 6 (epoch 2, step 2)."""
+    step 7, the resume restarts from the mid-epoch checkpoint of global step 6 (epoch 2, step 2).
+    With training.warm_start the carried free state is part of the checkpoint (the resumed
+    step 7 starts from step 6's free state, as in the uninterrupted run)."""
     from holoeb.checkpoint import Checkpointer
 
     register_dataset("blobs12", _blobs(12), num_classes=12)

@@ -43,7 +43,7 @@ from holoeb.estimators.aeqprop_coupling import check_eps
 from holoeb.estimators.aeqprop_procedure import CONTROLLERS, RELAXATIONS, aeqprop_gradient, aeqprop_step
 from holoeb.estimators.aeqprop_relaxation import relax_state
 from holoeb.estimators.aeqprop_variants import check_beta, check_variant, nudges
-from holoeb.estimators.base import Estimator, EstimatorResult
+from holoeb.estimators.base import Estimator, EstimatorResult, check_init_state
 from holoeb.solvers import Relaxation
 
 
@@ -113,26 +113,29 @@ class Aeqprop(Estimator):
                for k, v in params["net"].items()}
         return {**jax.tree_util.tree_map(lambda p: jnp.asarray(self.eps, p.dtype), params), "net": net}
 
-    def __call__(self, model, params, batch, rng=None):
+    def __call__(self, model, params, batch, rng=None, init_state=None):
         self.check_model(model)
         model.check_batch(batch)
         x = batch[0]
         if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
             raise ConfigError("batch inputs contain NaN or inf")
-        return self.estimate(model, params, tuple(batch), rng)
+        if init_state is not None:
+            check_init_state(model, x, init_state)
+        return self.estimate(model, params, tuple(batch), rng, init_state)
 
-    def estimate(self, model, params, batch, rng):
+    def estimate(self, model, params, batch, rng, init_state=None):
         x, y = batch
         b1, b2 = self.nudges
         eps = self.eps_for(params)
         out = aeqprop_step(model, params, x, y, eps=eps, beta1=b1, beta2=b2, relaxation=self.relaxation,
                            controller=self.controller, steps1=self.free, steps2=self.nudge,
-                           controller_gain=self.controller_gain, input_shortcut=self.input_shortcut)
+                           controller_gain=self.controller_gain, input_shortcut=self.input_shortcut, s0=init_state)
         grads = aeqprop_gradient(params, out.theta, eps, b2 - b1)
         if b1 == 0 and self.relaxation == "exact" and self.controller == "one_step":
             s_free = out.state1
         else:
-            s_free = relax_state(model, params, x, y, 0.0, model.init_state(x), self.free)[0]
+            s_free = relax_state(model, params, x, y, 0.0, model.init_state(x) if init_state is None else init_state,
+                                 self.free)[0]
         loss = jnp.mean(model.cost(params, s_free, y))
         if jnp.issubdtype(y.dtype, jnp.integer):
             acc = jnp.mean(jnp.argmax(model.predict(params, s_free), -1) == y)
@@ -143,4 +146,4 @@ class Aeqprop(Estimator):
                                   zip(jax.tree_util.tree_leaves(out.theta1), jax.tree_util.tree_leaves(params))]))
         aux = {"theta_next": out.theta, "u": out.u, "controller_error": ctrl,
                "phase2_residual": jnp.max(out.residual2), "beta1": b1, "beta2": b2}
-        return EstimatorResult(grads, s_free, loss, acc, error, out.residual1, aux)
+        return EstimatorResult(grads, s_free, loss, acc, error, out.residual1, aux, out.state2)

@@ -39,6 +39,17 @@ from holoeb.models.base import FixedPointModel, require_energy_model
 from holoeb.solvers import Relaxation
 
 
+def check_init_state(model, x, init_state):
+    """Raise ConfigError unless ``init_state`` has the layers and shapes of model.init_state(x)."""
+    ref = model.init_state(x)
+    got = tuple(init_state)
+    if len(got) != len(ref) or any(jnp.shape(a) != jnp.shape(b) for a, b in zip(got, ref)):
+        raise ConfigError(
+            f"init_state has layer shapes {[jnp.shape(a) for a in got]}; {type(model).__name__} on this batch "
+            f"needs {[jnp.shape(b) for b in ref]}"
+        )
+
+
 class EstimatorResult(NamedTuple):
     grads: Any  # pytree shaped like params: the estimate of d(mean loss)/d(params)
     free_state: Any  # tuple of (B, ...) arrays: u*_0 (or its running-average estimate)
@@ -47,6 +58,10 @@ class EstimatorResult(NamedTuple):
     error: Any  # tuple of per-layer (B, ...) estimates of delta (pre-activation coordinates)
     residual: Any  # (B,) free-phase residual ||F(u*)||
     aux: Any  # dict of estimator-specific diagnostics
+    # the state the relaxations leave the network in (the last nudged/clamped phase's
+    # equilibrium for the energy rules; None: the free state). A trainer that starts the
+    # next batch where the network was left (training.warm_start="last") starts from it.
+    last_state: Any = None
 
 
 def check_positive_int(name, value, minimum=1):
@@ -133,12 +148,18 @@ class Estimator:
                 "use 'ep' (real nudge), the energy-based rules (c-ep: centered, O(beta^2) bias), 'true', 'rbp' or 'tbp'"
             )
 
-    def __call__(self, model, params, batch, rng):
+    def __call__(self, model, params, batch, rng, init_state=None):
+        """The estimate on ``batch``; the free phase (or, for 'continuous', the oscillation)
+        starts from ``init_state`` (a state like model.init_state(x); default: that zero state),
+        e.g. the state a previous batch left the network in (warm start)."""
         self.check_model(model)
         model.check_batch(batch)
-        return self.estimate(model, params, dynamics.Batch(*batch), rng)
+        batch = dynamics.Batch(*batch)
+        if init_state is not None:
+            check_init_state(model, batch.x, init_state)
+        return self.estimate(model, params, batch, rng, init_state)
 
-    def estimate(self, model, params, batch, rng):
+    def estimate(self, model, params, batch, rng, init_state=None):
         raise NotImplementedError
 
     # ---- shared pieces -------------------------------------------------------

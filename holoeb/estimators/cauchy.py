@@ -64,8 +64,8 @@ class Cauchy(Estimator):
         check_positive_int("N", self.N)
         check_positive_int("T_nudge", self.nudge.max_steps)
 
-    def estimate(self, model, params, batch, rng):
-        free, drive = self.free_phase(model, params, batch.x)
+    def estimate(self, model, params, batch, rng, init_state=None):
+        free, drive = self.free_phase(model, params, batch.x, init_state)
         u0 = free.state
         # u*_{conj beta} = conj(u*_beta) needs a real system (real parameters and inputs)
         real_system = not any(jnp.iscomplexobj(v) for v in jax.tree_util.tree_leaves((params, batch.x)))

@@ -22,12 +22,12 @@ from holoeb.estimators.base import Estimator, check_nonzero_beta, check_positive
 from holoeb.solvers import residual
 
 
-def oscillating_states(model, params, x, y, beta_abs, N, steps_per_point, periods):
+def oscillating_states(model, params, x, y, beta_abs, N, steps_per_point, periods, u_start=None):
     """States u(t_j) at the end of each of the P*N points visited by the teaching signal
-    beta_j = |beta| e^{2 i pi j/N} (steps_per_point iterations each, from the initial state).
+    beta_j = |beta| e^{2 i pi j/N} (steps_per_point iterations each, from ``u_start``, default the initial state).
     ``beta_abs`` may be traced. Returns a stacked complex state (P N, B, ...)."""
     unit = np.exp(2j * np.pi * np.arange(periods * N) / N)
-    u_start = model.init_state(x)
+    u_start = model.init_state(x) if u_start is None else u_start
     cdt = jnp.result_type(u_start[0].dtype, jnp.complex64)
     drive = jax.tree_util.tree_map(lambda d: d.astype(cdt), model.drive(params["net"], x))
 
@@ -79,10 +79,10 @@ class Continuous(Estimator):
         check_positive_int("steps_per_point", self.steps_per_point)
         check_positive_int("periods", self.periods)
 
-    def estimate(self, model, params, batch, rng):
+    def estimate(self, model, params, batch, rng, init_state=None):
         x, y = batch
         b = abs(self.beta)
-        states = oscillating_states(model, params, x, y, b, self.N, self.steps_per_point, self.periods)
+        states = oscillating_states(model, params, x, y, b, self.N, self.steps_per_point, self.periods, init_state)
         es, frees = running_estimates(model, states, b, self.N)
         e = tuple(v[-1] for v in es)
         u_free = tuple(v[-1] for v in frees)

@@ -23,6 +23,11 @@ or sync Eq. 99) started at the free state, which runs T_free iterations.
 input are cast for the relaxations only; the energy gradients (and therefore the
 update) are computed in the parameters' dtype from the promoted states.
 
+The network is left at the equilibrium of the larger beta (the second phase when the
+phases run in increasing beta, as in the study's released code: +beta for P / C rules and
+CL, the free state for N rules); that is the result's ``last_state``, where a trainer with
+training.warm_start="last" starts the next batch's free phase.
+
 Result convention (see `holoeb.estimators.base`): grads estimate d(mean C)/dtheta;
 error = -(s_b - s_a) / (beta_b - beta_a), per layer, an estimate of -ds/dbeta.
 """
@@ -90,7 +95,7 @@ class EnergyRule(Estimator):
         net = jax.tree_util.tree_map(lambda p: p.astype(dt), params["net"])
         return net, x.astype(dt)
 
-    def estimate(self, model, params, batch, rng):
+    def estimate(self, model, params, batch, rng, init_state=None):
         x, y = batch
         net_r, x_r = self.relax_inputs(params, x)
         drive = model.drive(net_r, x_r)
@@ -99,7 +104,8 @@ class EnergyRule(Estimator):
             update = lambda s, g: energy.layer_update(model, net_r, s, drive, g, output_update)
             return relaxation.run_layers(update, s_start, model.schedule)
 
-        free = phase(self.free, model.init_state(x_r))
+        s_init = model.init_state(x_r) if init_state is None else tuple(v.astype(x_r.dtype) for v in init_state)
+        free = phase(self.free, s_init)
         s0 = free.state
         y1 = readout.one_hot(y, model.num_classes, x_r.dtype)
         states, residuals = {0.0: s0}, []
@@ -128,6 +134,7 @@ class EnergyRule(Estimator):
             error,
             free.residual.astype(dt),
             aux,
+            tuple(v.astype(dt) for v in states[max(beta_a, beta_b)]),  # the network is left at the larger beta
         )
 
 

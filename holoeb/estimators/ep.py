@@ -22,8 +22,8 @@ class EP(Estimator):
         check_nonzero_beta(self.beta)
         check_positive_int("T_nudge", self.nudge.max_steps)
 
-    def estimate(self, model, params, batch, rng):
-        free, drive = self.free_phase(model, params, batch.x)
+    def estimate(self, model, params, batch, rng, init_state=None):
+        free, drive = self.free_phase(model, params, batch.x, init_state)
         u0 = free.state
         # the one-point Cauchy rule with a signed radius is exactly this finite difference
         e, res = cauchy_activity_derivative(model, params, drive, batch.y, u0, self.beta, 1, self.nudge)

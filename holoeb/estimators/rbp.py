@@ -15,8 +15,8 @@ from holoeb.estimators.base import Estimator, rbp_delta
 class RBP(Estimator):
     name = "rbp"
 
-    def estimate(self, model, params, batch, rng):
-        free, _ = self.free_phase(model, params, batch.x)
+    def estimate(self, model, params, batch, rng, init_state=None):
+        free, _ = self.free_phase(model, params, batch.x, init_state)
         delta, rel = rbp_delta(model, params, batch, free.state, self.solve_config)
         est = dataclasses.replace(self, compare_rbp=False)  # delta is the reference itself
         out = est.finish(model, params, batch, free.state, delta, free.residual, est.solve_diagnostics(rel))

@@ -25,9 +25,9 @@ class TBP(Estimator):
         super().__post_init__()
         check_positive_int("K", self.K)
 
-    def estimate(self, model, params, batch, rng):
+    def estimate(self, model, params, batch, rng, init_state=None):
         x, y = batch
-        free, _ = self.free_phase(model, params, x)
+        free, _ = self.free_phase(model, params, x, init_state)
         u_free = jax.lax.stop_gradient(free.state)
 
         schedule = self.free.resolve(model.schedule)  # unroll the free phase's own iteration

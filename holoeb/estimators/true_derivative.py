@@ -26,8 +26,8 @@ def true_activity_derivative(model, params, drive, y, u0, cfg):
 class TrueDerivative(Estimator):
     name = "true"
 
-    def estimate(self, model, params, batch, rng):
-        free, drive = self.free_phase(model, params, batch.x)
+    def estimate(self, model, params, batch, rng, init_state=None):
+        free, drive = self.free_phase(model, params, batch.x, init_state)
         e, _, rel = true_activity_derivative(model, params, drive, batch.y, free.state, self.solve_config)
         aux = self.solve_diagnostics(rel)
         return self.finish(model, params, batch, free.state, tuple(-v for v in e), free.residual, aux)
