@@ -10,6 +10,7 @@ COMMAND_MODULES = [
     "holoeb.commands.compare",
     "holoeb.commands.aeqprop",
     "holoeb.commands.study",
+    "holoeb.commands.gdu",
 ]
 
 

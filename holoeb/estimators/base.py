@@ -162,6 +162,16 @@ class Estimator:
     def estimate(self, model, params, batch, rng, init_state=None):
         raise NotImplementedError
 
+    def truncated(self, k):
+        """This estimator cut after k steps of its nudged dynamics: exactly k iterations of its
+        ``nudge`` relaxation (no tolerance stop). The time axis of the GDU check
+        (holoeb.time_resolved); estimators without nudged dynamics raise ConfigError."""
+        check_positive_int("k", k)
+        if not any(f.name == "nudge" and f.type is Relaxation for f in dataclasses.fields(self)):
+            raise ConfigError(f"estimator {self.name!r} has no nudged dynamics to cut after k steps "
+                              "(time-resolved checks take EP-family rules, continuous and tbp)")
+        return dataclasses.replace(self, nudge=dataclasses.replace(self.nudge, max_steps=k, tol=None, method="picard"))
+
     # ---- shared pieces -------------------------------------------------------
     def free_phase(self, model, params, x, u0=None):
         """Relax the free dynamics (beta = 0) from ``u0`` (zeros by default) with ``self.free``.
@@ -215,9 +225,9 @@ def assemble_grads(model, params, batch, u_free, error, presynaptic_states=None)
 
 def rbp_delta(model, params, batch, u_free, cfg=SolveConfig()):
     """RBP's delta = (I - Phi'^T)^{-1} dL_i/du at the free state, per example
-    (pre-activation coordinates). Returns (delta, per-example relative residual)."""
+    (pre-activation coordinates; Phi' of the synchronous map `phi_sync`, like `assemble_grads`). Returns (delta, per-example relative residual)."""
     x, y = batch
     drive = model.drive(params["net"], x)
-    phi_u = lambda u: model.phi(params["net"], u, drive)
+    phi_u = lambda u: model.phi_sync(params["net"], u, drive)  # the map assemble_grads differentiates
     dl_du = jax.grad(lambda u: jnp.sum(model.cost(params, u, y)))(u_free)
     return implicit_solve(phi_u, u_free, dl_du, cfg, transpose=True)

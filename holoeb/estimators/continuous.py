@@ -79,6 +79,11 @@ class Continuous(Estimator):
         check_positive_int("steps_per_point", self.steps_per_point)
         check_positive_int("periods", self.periods)
 
+    def truncated(self, k):
+        """k iterations at each point of the oscillating nudge (same number of periods)."""
+        check_positive_int("k", k)
+        return dataclasses.replace(self, steps_per_point=k)
+
     def estimate(self, model, params, batch, rng, init_state=None):
         x, y = batch
         b = abs(self.beta)

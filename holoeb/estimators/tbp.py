@@ -25,6 +25,11 @@ class TBP(Estimator):
         super().__post_init__()
         check_positive_int("K", self.K)
 
+    def truncated(self, k):
+        """TBP through the last k iterations."""
+        check_positive_int("k", k)
+        return dataclasses.replace(self, K=k)
+
     def estimate(self, model, params, batch, rng, init_state=None):
         x, y = batch
         free, _ = self.free_phase(model, params, x, init_state)

@@ -85,9 +85,19 @@ class FixedPointModel(abc.ABC):
         """The free map Phi: one iteration of the model's schedule."""
         return sweep(lambda v, g: self.phi_layers(net, v, drive, g), u, self.schedule)
 
+    def phi_sync(self, net, u, drive):
+        """Every layer updated at once from u (the synchronous / Jacobi sweep). Same fixed points
+        as ``phi`` whatever the schedule; its u-Jacobian J = D W is the one the push-through
+        identity (generalized hEP paper, Eq. 4-6) pairs with the nudge-based error vectors,
+        so gradients and RBP's delta are assembled with it."""
+        return sweep(lambda v, g: self.phi_layers(net, v, drive, g), u, "sync")
+
     def phi_full(self, net, u, x):
-        """Phi with the input drive recomputed: the map whose theta-Jacobian enters the gradient."""
-        return self.phi(net, u, self.drive(net, x))
+        """``phi_sync`` with the input drive recomputed: the map whose theta-Jacobian enters the
+        gradient, grad = (dPhi/dtheta)^T delta. With an async schedule the schedule's own map
+        would pair (dPhi_async/dtheta)^T with -du*/dbeta, which is not the gradient (biased
+        even as beta -> 0; measured with holoeb.time_resolved)."""
+        return self.phi_sync(net, u, self.drive(net, x))
 
     def activities(self, u):
         return tuple(self.activation(l, v) for l, v in enumerate(u))
