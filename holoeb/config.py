@@ -305,9 +305,11 @@ class DiagnosticsConfig:
     enabled: bool = True  # per-epoch cosine vs RBP, weight angles, Jacobian symmetry
     batch_size: int = 100
     num_samples: int = 20
+    tbp_steps: int = 20  # truncation depth of the TBP gradient the update is compared with
 
     def validate(self, p="diagnostics"):
         check(self.batch_size >= 1, f"{p}.batch_size", "a positive integer", self.batch_size)
+        check(self.tbp_steps >= 1, f"{p}.tbp_steps", "a positive integer", self.tbp_steps)
         check(self.num_samples >= 1, f"{p}.num_samples", "an integer >= 1", self.num_samples)
 
 

@@ -30,3 +30,41 @@ def plot_history(history, path, title=""):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_convergence(history, path, title=""):
+    """Whether the relaxations converged as training went, next to the error curve: error
+    (test, running train), free / nudged residuals (median, max, fraction above tolerance),
+    weight norms per parameter, and the cosine of the update to RBP's / TBP's gradient."""
+    ep = [r["epoch"] for r in history]
+    get = lambda key: [r.get(key, np.nan) for r in history]
+    fig, ax = plt.subplots(1, 5, figsize=(21, 3.6))
+    ax[0].plot(ep, get("val_error"), "o-", color="C3", label="test")
+    ax[0].plot(ep, [100 * (1 - a) for a in get("train_acc")], "o-", color="C0", label="train (running)")
+    ax[0].set(title="error (%)", xlabel="epoch")
+    ax[0].legend(fontsize=7)
+    for key, color, label in (("train_residual", "C0", "free max"), ("train_residual_median", "C0", "free median"),
+                              ("train_nudge_residual", "C1", "nudged max"),
+                              ("train_nudge_residual_median", "C1", "nudged median")):
+        ax[1].semilogy(ep, get(key), "o-" if "median" in key else "s--", color=color, label=label, ms=4)
+    ax[1].set(title="residual (mean over steps)", xlabel="epoch")
+    ax[1].legend(fontsize=7)
+    ax[2].plot(ep, [100 * v for v in get("train_unconverged")], "o-", color="C0", label="free")
+    ax[2].plot(ep, [100 * v for v in get("train_nudge_unconverged")], "s--", color="C1", label="nudged")
+    ax[2].plot(ep, [100 * v for v in get("val_unconverged")], "^:", color="C3", label="test free")
+    ax[2].set(title="examples above tolerance (%)", xlabel="epoch")
+    ax[2].legend(fontsize=7)
+    names = list(history[-1].get("weight_norm", {}))
+    for name in names:
+        ax[3].plot(ep, [r.get("weight_norm", {}).get(name, np.nan) for r in history], "o-", ms=3, label=name)
+    ax[3].set(title="parameter norms", xlabel="epoch")
+    if names:
+        ax[3].legend(fontsize=6, ncol=2)
+    ax[4].plot(ep, get("update_cosine_rbp"), "o-", color="C2", label="vs RBP")
+    ax[4].plot(ep, get("update_cosine_tbp"), "s--", color="C4", label="vs TBP")
+    ax[4].set(title="cosine of the update (probe batch)", xlabel="epoch", ylim=(-1.05, 1.05))
+    ax[4].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -65,7 +65,7 @@ class StudyConfig:
     n_test: int = 0  # 0: full test set
     random_flip: Optional[bool] = None  # null: per dataset (App. D)
     warm_start: str = "none"  # training.warm_start: "last" starts each batch where the previous one left the network
-    diagnostics: bool = False  # per-epoch cosine vs RBP / symmetry diagnostics of holoeb.training
+    diagnostics: bool = True  # per-epoch cosines of the error vector and update to RBP / TBP, symmetry (probe batch)
     data_dir: Optional[str] = None
     out_dir: str = "runs/study"
 
@@ -182,10 +182,17 @@ def summarise(results, cfg):
     table = {}
     for r in results:
         table.setdefault(r["rule"], {}).setdefault(r["dataset"], []).append(r)
+    def last(rs, key):  # mean over seeds of the last epoch's value (None where not logged)
+        vals = [r["history"][-1].get(key) for r in rs if r.get("history")]
+        vals = [v for v in vals if v is not None]
+        return float(np.mean(vals)) if vals else None
+
     summary = {
         rule: {
             ds: dict(test=float(np.mean([r["test_error"] for r in rs])), train=float(np.mean([r["train_error"] for r in rs])),
-                     test_std=float(np.std([r["test_error"] for r in rs])), n=len(rs))
+                     test_std=float(np.std([r["test_error"] for r in rs])), n=len(rs),
+                     free_unconverged=last(rs, "train_unconverged"), nudge_unconverged=last(rs, "train_nudge_unconverged"),
+                     update_cosine_rbp=last(rs, "update_cosine_rbp"))
             for ds, rs in per.items()
         }
         for rule, per in table.items()
@@ -199,8 +206,18 @@ def summarise(results, cfg):
             s = summary.get(rule, {}).get(d)
             cells += [f"{s['test']:.2f}" if s else "-", f"{s['train']:.2f}" if s else "-"]
         rows.append(f"| {rule.upper()} | " + " | ".join(cells) + " |")
+    conv = ["", "Last epoch, mean over seeds: examples above the residual tolerance (free / nudged phases, %) and "
+            "cosine of the update to RBP's gradient on the probe batch", "",
+            "| rule | dataset | free unconverged | nudged unconverged | cos(update, RBP) |", "|---|---|---|---|---|"]
+    for rule in cfg.rules:
+        for d in cfg.datasets:
+            s_ = summary.get(rule, {}).get(d)
+            if s_:
+                fmt = lambda v, scale, spec: "-" if v is None else format(scale * v, spec)
+                conv.append(f"| {rule.upper()} | {d} | {fmt(s_['free_unconverged'], 100, '.1f')} | "
+                            f"{fmt(s_['nudge_unconverged'], 100, '.1f')} | {fmt(s_['update_cosine_rbp'], 1, '.3f')} |")
     md = "\n".join([f"Error rates in % (mean over seeds {list(cfg.seeds)}); protocol: {json.dumps(dataclasses.asdict(cfg))}",
-                    "", head, sep] + rows) + "\n"
+                    "", head, sep] + rows + conv) + "\n"
     return summary, md
 
 

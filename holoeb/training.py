@@ -11,6 +11,7 @@ a killed run stopped (same data order, rng, optimizer state and metrics). For
 datasets with more than 10 classes the history also holds val_top5_error."""
 import contextlib
 import copy
+import dataclasses
 import fcntl
 import json
 import os
@@ -25,12 +26,12 @@ from tqdm import tqdm
 from holoeb import dynamics, homeostasis, parallel
 from holoeb.checkpoint import Checkpointer
 from holoeb.config import as_train_config
-from holoeb.diagnostics import layer_cosines, weight_angles
+from holoeb.diagnostics import layer_cosines, tree_cosine, weight_angles
 from holoeb.data.pipeline import batches, prefetch
 from holoeb.data.registry import dataset_spec, load_dataset
 from holoeb.estimators import make_estimator
 from holoeb.errors import ConfigError, DivergenceError
-from holoeb.estimators.base import rbp_delta
+from holoeb.estimators.base import assemble_grads, rbp_delta
 from holoeb.models import make_model
 from holoeb.optim import make_optimizer
 from holoeb.precision import with_free_dtype
@@ -65,7 +66,8 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
     optimizer state are all finite (metrics["finite"]), nor, with ``skip_unconverged``, when
     an example's free residual exceeds ``tol`` (metrics["applied"]). metrics also hold the
     free phase's residual max / median, the fraction of examples above ``tol``, and the
-    nudged phases' max residual for estimators that report one (aux["nudge_residual"]).
+    nudged phases' residual max / median / fraction above ``tol`` for estimators that report
+    one (aux["nudge_residual"]).
 
     warm_start "last" / "free": the step is step(params, opt_state, batch, rng, state) ->
     (params, opt_state, metrics, state); the free phase starts from ``state`` and the step
@@ -79,8 +81,9 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
         worst, median, frac = residual_stats(res.residual, tol)
         metrics = {"loss": res.loss, "accuracy": res.accuracy, "residual": worst, "residual_median": median,
                    "unconverged": frac}
-        if "nudge_residual" in res.aux:
-            metrics["nudge_residual"] = jnp.max(res.aux["nudge_residual"])
+        if "nudge_residual" in res.aux:  # per example (worst nudged phase), or one value for the batch
+            n_worst, n_median, n_frac = residual_stats(jnp.atleast_1d(res.aux["nudge_residual"]), tol)
+            metrics.update(nudge_residual=n_worst, nudge_residual_median=n_median, nudge_unconverged=n_frac)
         if lam:
             h, hg = homeostasis.homeostatic_grad(
                 model, params, batch.x, res.free_state, k_h, homeo_samples, coordinates, homeo_normalize
@@ -160,19 +163,37 @@ def evaluate_dataset(eval_fn, params, ds, batch_size, mesh=None, tol=CONVERGED_T
 
 
 def make_diagnostics(model, estimator, cfg):
-    """Per-layer cosine vs RBP, weight angles and Jacobian symmetry on a fixed batch."""
+    """On a fixed probe batch: per-layer cosine of the error vector to RBP's delta, cosine of
+    the parameter update (net parameters) to RBP's gradient and to truncated BP's through
+    diagnostics.tbp_steps iterations (both at the estimator's free state), weight angles and
+    Jacobian symmetry."""
     cfg = as_train_config(cfg)
     num_samples = cfg.diagnostics.num_samples
     coords = cfg.homeostasis.coordinates
+    tbp = make_estimator("tbp", K=cfg.diagnostics.tbp_steps,
+                         free=dataclasses.replace(estimator.free, max_steps=0, tol=None, method="picard"))
 
     def diag(params, batch, rng):
         k1, k2 = jax.random.split(rng)
         res = estimator(model, params, batch, k1)
         delta, _ = rbp_delta(model, params, batch, res.free_state, estimator.solve_config)
+        g_rbp = assemble_grads(model, params, batch, res.free_state, delta)["net"]
+        g_tbp = tbp(model, params, batch, None, res.free_state).grads["net"]
         sym = homeostasis.symmetry_measure(model, params["net"], batch.x, res.free_state, k2, num_samples, coords)[0]
-        return {"cosine_rbp": layer_cosines(res.error, delta), "weight_angle": weight_angles(model, params), "symmetry": sym}
+        return {"cosine_rbp": layer_cosines(res.error, delta), "weight_angle": weight_angles(model, params), "symmetry": sym,
+                "update_cosine_rbp": tree_cosine(res.grads["net"], g_rbp),
+                "update_cosine_tbp": tree_cosine(res.grads["net"], g_tbp)}
 
     return jax.jit(diag)
+
+
+def weight_norms(params):
+    """{name: Frobenius norm} of the network's parameters ('/'-joined paths for nested ones)."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params["net"])[0]:
+        name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        out[name] = float(jnp.linalg.norm(jnp.ravel(leaf)))
+    return out
 
 
 def _to_py(tree):
@@ -306,7 +327,8 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
     data_rng = np.random.default_rng(seed)
     start_epoch, start_step, global_step = 1, 0, 0
     sums0 = {"loss": 0.0, "accuracy": 0.0, "residual": 0.0, "residual_median": 0.0, "unconverged": 0.0,
-             "nudge_residual": 0.0, "skipped": 0.0, "homeo_loss": 0.0}
+             "nudge_residual": 0.0, "nudge_residual_median": 0.0, "nudge_unconverged": 0.0, "skipped": 0.0,
+             "homeo_loss": 0.0}
     ckpt = None
     if tcfg.checkpoint:
         ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=tcfg.checkpoints_to_keep)
@@ -320,7 +342,7 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
                 carry = tuple(parallel.shard_array(np.asarray(v), mesh) for v in state["carry"])
             start_epoch, start_step, global_step = meta["epoch"], meta["step_in_epoch"], meta["global_step"]
             data_rng.bit_generator.state = meta["data_rng_state"]
-            sums0 = meta["sums"]
+            sums0 = {**sums0, **meta["sums"]}  # checkpoints of older versions lack newer sums
             history = meta["history"]
             log(f"resuming from {ckpt.directory} at epoch {start_epoch}, step {start_step} (global step {global_step})")
     if is_main:
@@ -401,12 +423,16 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
         if diag_fn is not None:
             key, kd = jax.random.split(key)
             diag = _to_py(diag_fn(params, diag_batch, kd))
-            rec.update(cosine_rbp=diag["cosine_rbp"], weight_angle=diag["weight_angle"], symmetry=diag["symmetry"])
+            rec.update(cosine_rbp=diag["cosine_rbp"], weight_angle=diag["weight_angle"], symmetry=diag["symmetry"],
+                       update_cosine_rbp=diag["update_cosine_rbp"], update_cosine_tbp=diag["update_cosine_tbp"])
+        rec["weight_norm"] = weight_norms(params)
         rec.update(epoch_time_s=train_time, step_time_s=train_time / max(n_steps, 1))
         if topk:
             rec["val_top5_error"] = val["top5_error"]
         if sums["nudge_residual"] > 0:  # estimators with nudged phases (mean over steps of the batch max)
             rec["train_nudge_residual"] = sums["nudge_residual"] / steps_per_epoch
+            rec["train_nudge_residual_median"] = sums["nudge_residual_median"] / steps_per_epoch
+            rec["train_nudge_unconverged"] = sums["nudge_unconverged"] / steps_per_epoch
         if lam:
             rec["homeo_loss"] = sums["homeo_loss"] / steps_per_epoch
         if tcfg.eval_train and epoch == epochs:
@@ -434,7 +460,7 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
 
 
 def write_metrics(run_dir, cfg, history):
-    from holoeb.plotting import plot_history
+    from holoeb.plotting import plot_convergence, plot_history
 
     with open(os.path.join(run_dir, "metrics.json"), "w") as f:
         json.dump({"config": cfg, "history": history}, f, indent=2)
@@ -449,6 +475,7 @@ def write_metrics(run_dir, cfg, history):
         plot_history(history, path, title=title)
     else:  # diagnostics off: loss and error curves only
         _plot_loss_error(history, path, title)
+    plot_convergence(history, os.path.join(run_dir, "convergence.png"), title)
 
 
 def _plot_loss_error(history, path, title=""):

@@ -82,8 +82,8 @@ def test_warm_start_value_is_validated():
 def test_trainer_carries_the_last_state(tmp_path, monkeypatch):
     """With warm_start='last' each batch's free phase starts where the previous step left the
     network: the first batch of the epoch from zero, the next from the previous last_state.
-    Recorded by wrapping the estimator's call (the trainer's step is traced once: the
-    recorded init states are tracers, so the check runs on concrete values via a callback)."""
+    Recorded by wrapping the estimator's call (the trainer's step is traced once: asserted;
+    the init states are tracers there, so the check runs on concrete values via a callback)."""
     from holoeb.data.registry import register_dataset
     from holoeb.estimators.energy_rules import EnergyRule
     from holoeb.training import train
@@ -95,10 +95,11 @@ def test_trainer_carries_the_last_state(tmp_path, monkeypatch):
         return rng.integers(0, 255, (n, 4, 4), dtype=np.uint8), (np.arange(n) % 3).astype(np.int32)
 
     register_dataset("tiny_ws", loader, num_classes=3)
-    seen = []
+    seen, traces = [], []
     orig = EnergyRule.estimate
 
     def spy(self, model, params, batch, rng_, init_state=None):
+        traces.append(1)  # Python runs once per trace of the jitted step
         out = orig(self, model, params, batch, rng_, init_state)
         jax.debug.callback(lambda s, l: seen.append((np.asarray(s), np.asarray(l))), init_state[-1], out.last_state[-1])
         return out
@@ -112,6 +113,7 @@ def test_trainer_carries_the_last_state(tmp_path, monkeypatch):
                              "diagnostics.enabled": False})
     train(cfg, str(tmp_path / "run"), progress=False, log=lambda *a: None)
     assert len(seen) == 8  # 4 steps per epoch, 2 epochs
+    assert len(traces) == 1  # one compilation: the carried state keeps its shape, dtype and sharding
     for i, (start, _) in enumerate(seen):
         if i % 4 == 0:
             assert not start.any()  # each epoch starts from zero

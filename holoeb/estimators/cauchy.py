@@ -25,7 +25,8 @@ from holoeb.solvers import Relaxation
 
 
 def cauchy_activity_derivative(model, params, drive, y, u0, beta_abs, N, relaxation, conjugate_symmetry=True):
-    """Estimate of d sigma(u*)/d beta at beta = 0 and the max nudged residual; every nudged
+    """Estimate of d sigma(u*)/d beta at beta = 0 and the per-example nudged residual (B,), the
+    max over the nudged phases; every nudged
     phase relaxes with ``relaxation`` (a holoeb.solvers.Relaxation) from the free state u0.
 
     ``beta_abs`` may be a traced scalar (one compilation serves a whole |beta| sweep);
@@ -36,16 +37,16 @@ def cauchy_activity_derivative(model, params, drive, y, u0, beta_abs, N, relaxat
         unit, unit_w = holomorphic.cauchy_nodes(1.0, N)
         rel = nudged_relaxations(model, params, drive, y, u0, beta_abs * jnp.asarray(unit), relaxation)
         e = weighted_activity_sum(model, rel.state, s0, jnp.asarray(unit_w) / beta_abs)
-        return tuple(jnp.real(v) for v in e), jnp.max(rel.residual)
+        return tuple(jnp.real(v) for v in e), jnp.max(rel.residual, axis=0)
     rb, rw, cb, cw = holomorphic.cauchy_half_nodes(1.0, N)
     rel = nudged_relaxations(model, params, drive, y, u0, beta_abs * jnp.asarray(rb), relaxation)
     e = weighted_activity_sum(model, rel.state, s0, jnp.asarray(rw) / beta_abs)
-    res = jnp.max(rel.residual)
+    res = jnp.max(rel.residual, axis=0)
     if len(cb):
         relc = nudged_relaxations(model, params, drive, y, u0, beta_abs * jnp.asarray(cb), relaxation)
         ec = weighted_activity_sum(model, relc.state, s0, jnp.asarray(cw) / beta_abs)
         e = tuple(a + 2.0 * jnp.real(b) for a, b in zip(e, ec))
-        res = jnp.maximum(res, jnp.max(relc.residual))
+        res = jnp.maximum(res, jnp.max(relc.residual, axis=0))
     return e, res
 
 

@@ -114,14 +114,14 @@ class EnergyRule(Estimator):
                 continue
             sol = phase(self.nudge, s0, output_update(self.perturbation, y1, s0[-1], beta, model.cost_scale))
             states[beta] = sol.state
-            residuals.append(jnp.max(sol.residual))
+            residuals.append(sol.residual)
         (beta_a, beta_b) = self.phase_betas()
         s_a, s_b = states[beta_a], states[beta_b]
         g_net = energy.contrast_grad(model, params["net"], x, s_a, beta_a, s_b, beta_b)
         dt = energy.param_dtype(params["net"])
         error = tuple(-(b.astype(dt) - a.astype(dt)) / (beta_b - beta_a) for a, b in zip(s_a, s_b))
         s0f = tuple(v.astype(dt) for v in s0)
-        aux = {"nudge_residual": jnp.max(jnp.stack(residuals)), "weight_angle": {}}
+        aux = {"nudge_residual": jnp.max(jnp.stack(residuals), axis=0), "weight_angle": {}}  # (B,), worst phase
         if self.compare_rbp:
             delta, _ = rbp_delta(model, params, dynamics.Batch(x, y), s0f, self.solve_config)
             aux["cosine_rbp"] = layer_cosines(error, delta)
