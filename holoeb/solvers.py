@@ -11,6 +11,7 @@ Schedules (comparative study, Eqs. 99-101):
   "async"  the layers of even paper index k (tuple index l = k - 1 odd) are
            updated first, then those of odd k from the refreshed even ones
            (Eqs. 100-101). Only the updated layers are computed in each half-sweep.
+  "async_odd_first"  the same with odd k first (the study's released code's order).
 A model declares its own schedule (``model.schedule``); a relaxation whose
 ``schedule`` is None uses it.
 
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 
 from holoeb.errors import ConfigError
 
-SCHEDULES = ("sync", "async")
+SCHEDULES = ("sync", "async", "async_odd_first")
 METHODS = ("picard", "anderson")
 CONVERGED_TOL = 1e-3  # what "converged" means for a relaxation without a tolerance
 
@@ -47,13 +48,16 @@ def check_schedule(schedule):
 
 def layer_groups(num_layers, schedule):
     """Tuple indices updated together, in order. Index l holds the paper's layer k = l + 1,
-    so 'even k first' (Eq. 100) is l = 1, 3, ...; then l = 0, 2, ... (Eq. 101)."""
+    so 'even k first' (Eq. 100) is l = 1, 3, ...; then l = 0, 2, ... (Eq. 101).
+    'async_odd_first' swaps the halves (k = 1, 3, ... first), as the comparative study's
+    released code does."""
     check_schedule(schedule)
     if schedule == "sync":
         return (tuple(range(num_layers)),)
     even_k = tuple(l for l in range(num_layers) if (l + 1) % 2 == 0)
     odd_k = tuple(l for l in range(num_layers) if (l + 1) % 2 == 1)
-    return tuple(g for g in (even_k, odd_k) if g)
+    halves = (odd_k, even_k) if schedule == "async_odd_first" else (even_k, odd_k)
+    return tuple(g for g in halves if g)
 
 
 def sweep(update, u, schedule):

@@ -48,6 +48,7 @@ class StudyConfig:
     hidden: Tuple[int, ...] = (512, 256)  # dense Hopfield widths
     channels: Tuple[int, ...] = (16, 32, 64, 64)  # DCHN channels (Table 5: 128, 256, 512, 512)
     gains: Tuple[float, ...] = (1.0,)
+    bias_gain: Optional[float] = None  # DCHN bias init bound bias_gain/sqrt(fan_in) (null: the gain; released code: 0.5)
     schedule: str = "async"
     beta: float = 0.25
     cost_scale: float = 0.5  # C = c ||o - y||^2: 1/2 as in the authors' code that produced Table 1 (Sec. 3 prints c = 1)
@@ -64,7 +65,7 @@ class StudyConfig:
     n_train: int = 10000  # 0: full training set
     n_test: int = 0  # 0: full test set
     random_flip: Optional[bool] = None  # null: per dataset (App. D)
-    warm_start: str = "none"  # training.warm_start: "last" starts each batch where the previous one left the network
+    warm_start: str = "last"  # training.warm_start: each batch starts where the previous one left the network (see README)
     diagnostics: bool = True  # per-epoch cosines of the error vector and update to RBP / TBP, symmetry (probe batch)
     data_dir: Optional[str] = None
     out_dir: str = "runs/study"
@@ -131,7 +132,8 @@ def model_section(cfg, dataset):
     common = dict(num_classes=spec.num_classes, gains=gains, schedule=cfg.schedule, cost_scale=cfg.cost_scale)
     if cfg.model == "hopfield":  # 32 x 32 (padded) images, flattened
         return dict(name="hopfield", in_features=32 * 32 * channels, hidden=list(cfg.hidden), **common)
-    return dict(name="dchn", in_channels=channels, image_size=32, channels=list(cfg.channels), **common)
+    return dict(name="dchn", in_channels=channels, image_size=32, channels=list(cfg.channels), bias_gain=cfg.bias_gain,
+                **common)
 
 
 def _data_dir(cfg, dataset):

@@ -125,3 +125,15 @@ def test_cep_tbp_rbp_agree_and_bf16_relaxation():
 def test_bad_configuration(kw, match):
     with pytest.raises(ValueError, match=match):
         make_model("dchn", **kw)
+
+
+def test_bias_gain_sets_the_bias_init_bound():
+    """bias_gain g: biases ~ U(-g/sqrt(fan_in), g/sqrt(fan_in)) (the study's released code: 0.5),
+    weights unchanged; default: the layer's gain."""
+    kw = dict(in_channels=1, image_size=8, channels=(4, 6), num_classes=3, gains=1.0)
+    a = make_model("dchn", **kw).init(jax.random.PRNGKey(0))["net"]
+    b = make_model("dchn", bias_gain=0.5, **kw).init(jax.random.PRNGKey(0))["net"]
+    np.testing.assert_array_equal(a["w2"], b["w2"])
+    np.testing.assert_allclose(b["b1"], 0.5 * a["b1"], rtol=1e-6)  # same draws, half the bound
+    assert float(jnp.max(jnp.abs(b["b2"]))) <= 0.5 / math.sqrt(4 * 9)
+    assert float(jnp.max(jnp.abs(b["b3"]))) <= 0.5 / math.sqrt(2 * 2 * 6)

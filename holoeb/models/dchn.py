@@ -53,6 +53,9 @@ class DCHN(EnergyModel):
     gains: tuple = 0.5  # Table 5, comparative study
     schedule: str = "async"
     cost_scale: float = 1.0  # C = cost_scale ||o - y||^2 (1: Sec. 3 as printed; 1/2: the authors' released code)
+    # bias init bound bias_gain / sqrt(fan_in); None: the layer's weight gain (the study's
+    # released code uses 0.5 at every gain)
+    bias_gain: float = None
     conv_impl: str = "auto"  # holoeb.convolution: "auto" (im2col on CPU, XLA elsewhere), "xla", "im2col"
 
     def __post_init__(self):
@@ -90,12 +93,14 @@ class DCHN(EnergyModel):
         for k, (c, g) in enumerate(zip(self.channels, self.gains), start=1):
             fan = c_in * 9
             net[f"w{k}"] = gain_uniform(keys[2 * k - 2], (3, 3, c_in, c), fan, g, jnp.float32)
-            net[f"b{k}"] = gain_uniform(keys[2 * k - 1], (c,), fan, g, jnp.float32)
+            net[f"b{k}"] = gain_uniform(keys[2 * k - 1], (c,), fan, g if self.bias_gain is None else self.bias_gain,
+                                        jnp.float32)
             c_in = c
         L = self.num_layers
         fan = math.prod(self.layer_shapes[-2])
         net[f"w{L}"] = gain_uniform(keys[-2], (fan, self.num_classes), fan, self.gains[-1], jnp.float32)
-        net[f"b{L}"] = gain_uniform(keys[-1], (self.num_classes,), fan, self.gains[-1], jnp.float32)
+        net[f"b{L}"] = gain_uniform(keys[-1], (self.num_classes,), fan,
+                                    self.gains[-1] if self.bias_gain is None else self.bias_gain, jnp.float32)
         return {"net": net, "readout": {}}
 
     def init_state(self, x):
