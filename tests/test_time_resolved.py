@@ -12,16 +12,22 @@ from holoeb.errors import ConfigError
 from holoeb.solvers import Relaxation
 from holoeb.time_resolved import parse_rule, time_resolved_check
 
-jax.config.update("jax_enable_x64", True)
+
+@pytest.fixture(autouse=True)
+def _float64(x64):  # float64 for every test of this module (conftest's x64 context)
+    yield
+
+
 K = 4  # the 3-layer net's error reaches every layer by k = 3
 
 
 @pytest.fixture(scope="module")
 def symmetric_check():
-    m, p, batch = small_problem(asymmetry=0.0)
-    rules = {"ep-1e-3": make_estimator("ep", beta=1e-3), "ep-1e-2": make_estimator("ep", beta=1e-2),
-             "cauchy": make_estimator("cauchy", beta=0.1, N=4)}
-    return m, p, batch, time_resolved_check(m, p, batch, rules, K, Relaxation(400), return_grads=True)
+    with jax.enable_x64(True):  # (a module-scoped fixture cannot use the function-scoped x64 one)
+        m, p, batch = small_problem(asymmetry=0.0)
+        rules = {"ep-1e-3": make_estimator("ep", beta=1e-3), "ep-1e-2": make_estimator("ep", beta=1e-2),
+                 "cauchy": make_estimator("cauchy", beta=0.1, N=4)}
+        return m, p, batch, time_resolved_check(m, p, batch, rules, K, Relaxation(400), return_grads=True)
 
 
 def test_k_equals_K_is_the_rules_own_estimate(symmetric_check):

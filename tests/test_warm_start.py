@@ -11,7 +11,10 @@ from holoeb.config import load_config
 from holoeb.errors import ConfigError
 from holoeb.readout import one_hot
 
-jax.config.update("jax_enable_x64", True)
+
+@pytest.fixture(autouse=True)
+def _float64(x64):  # float64 for every test of this module (conftest's x64 context)
+    yield
 
 
 def _hopfield():
