@@ -134,6 +134,11 @@ class Relaxation:
         if isinstance(m, bool) or not isinstance(m, int) or m < 1:
             raise ConfigError(f"memory must be an integer >= 1, got {m!r}")
 
+    def exactly(self, k):
+        """The same schedule run for exactly ``k`` plain (picard) iterations, no tolerance stop:
+        the physical trajectory cut at k (k = 0 keeps the start state)."""
+        return dataclasses.replace(self, max_steps=k, tol=None, method="picard")
+
     @classmethod
     def coerce(cls, value, what="relaxation"):
         """A Relaxation from itself, an int (max_steps) or a dict of fields."""

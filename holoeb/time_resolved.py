@@ -45,7 +45,7 @@ def _tree_rel(a, b):
 def frozen_free(estimator):
     """``estimator`` with a free phase of 0 iterations (of its own schedule): started from a
     given free state it keeps that state."""
-    return dataclasses.replace(estimator, free=dataclasses.replace(estimator.free, max_steps=0, tol=None, method="picard"))
+    return dataclasses.replace(estimator, free=estimator.free.exactly(0))
 
 
 def free_fixed_point(model, params, x, free):
@@ -72,7 +72,7 @@ def time_resolved_check(model, params, batch, rules, K, free=Relaxation(150), so
     delta, _ = rbp_delta(model, params, batch, u_star, SolveConfig(solve_tol, 20, 50))
     g_rbp = assemble_grads(model, params, batch, u_star, delta)["net"]
 
-    tbp = frozen_free(make_estimator("tbp", free=dataclasses.replace(free, max_steps=0, tol=None)))
+    tbp = make_estimator("tbp", free=free.exactly(0))
     runs = {label: frozen_free(est) for label, est in rules.items()}
     for label, est in runs.items():
         est.check_model(model)

@@ -11,7 +11,6 @@ a killed run stopped (same data order, rng, optimizer state and metrics). For
 datasets with more than 10 classes the history also holds val_top5_error."""
 import contextlib
 import copy
-import dataclasses
 import fcntl
 import json
 import os
@@ -171,7 +170,7 @@ def make_diagnostics(model, estimator, cfg):
     num_samples = cfg.diagnostics.num_samples
     coords = cfg.homeostasis.coordinates
     tbp = make_estimator("tbp", K=cfg.diagnostics.tbp_steps,
-                         free=dataclasses.replace(estimator.free, max_steps=0, tol=None, method="picard"))
+                         free=estimator.free.exactly(0))
 
     def diag(params, batch, rng):
         k1, k2 = jax.random.split(rng)

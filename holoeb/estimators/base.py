@@ -170,7 +170,7 @@ class Estimator:
         if not any(f.name == "nudge" and f.type is Relaxation for f in dataclasses.fields(self)):
             raise ConfigError(f"estimator {self.name!r} has no nudged dynamics to cut after k steps "
                               "(time-resolved checks take EP-family rules, continuous and tbp)")
-        return dataclasses.replace(self, nudge=dataclasses.replace(self.nudge, max_steps=k, tol=None, method="picard"))
+        return dataclasses.replace(self, nudge=self.nudge.exactly(k))
 
     # ---- shared pieces -------------------------------------------------------
     def free_phase(self, model, params, x, u0=None):
