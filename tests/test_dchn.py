@@ -9,6 +9,7 @@ import pytest
 from holoeb import energy
 from holoeb.diagnostics import tree_cosine
 from holoeb.estimators import make_estimator
+from holoeb.errors import ConfigError
 from holoeb.models import make_model
 
 TINY = dict(in_channels=1, image_size=16, channels=(3, 4, 4, 4), num_classes=5)
@@ -137,3 +138,6 @@ def test_bias_gain_sets_the_bias_init_bound():
     np.testing.assert_allclose(b["b1"], 0.5 * a["b1"], rtol=1e-6)  # same draws, half the bound
     assert float(jnp.max(jnp.abs(b["b2"]))) <= 0.5 / math.sqrt(4 * 9)
     assert float(jnp.max(jnp.abs(b["b3"]))) <= 0.5 / math.sqrt(2 * 2 * 6)
+    for bad in (-0.5, float("nan"), "0.5"):
+        with pytest.raises(ConfigError, match="bias_gain"):
+            make_model("dchn", bias_gain=bad, **kw)

@@ -70,6 +70,9 @@ class DCHN(EnergyModel):
         check_schedule(self.schedule)
         check_cost_scale(self.cost_scale)
         check_impl(self.conv_impl)
+        b = self.bias_gain
+        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b < 0):
+            raise ConfigError(f"bias_gain must be a finite number >= 0 or None (the layer gains), got {b!r}")
 
     @property
     def input_shape(self):
