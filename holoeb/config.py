@@ -267,9 +267,12 @@ class TrainingConfig:
     # the previous batch's step left the network (the comparative study's released code);
     # "free" = the previous batch's free state. Reset to zero at each epoch's start.
     warm_start: str = "none"
+    # the step's metrics stay on the device and are fetched (and checked: finiteness,
+    # max_residual) once every log_every steps, so the host does not wait on each step
+    log_every: int = 20
 
     def validate(self, p="training"):
-        for k in ("batch_size", "epochs", "eval_batch_size", "checkpoints_to_keep"):
+        for k in ("batch_size", "epochs", "eval_batch_size", "checkpoints_to_keep", "log_every"):
             check(getattr(self, k) >= 1, f"{p}.{k}", "a positive integer", getattr(self, k))
         check(self.free_refine_steps >= 0, f"{p}.free_refine_steps", "an integer >= 0", self.free_refine_steps)
         check(self.devices is None or self.devices >= 1, f"{p}.devices", "a positive integer or null", self.devices)

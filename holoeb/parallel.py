@@ -105,12 +105,16 @@ def pad_to_multiple(x, multiple):
     return x, mask
 
 
-def shard_step(step, mesh, carry=False):
+def shard_step(step, mesh, carry=False, donate=False):
     """jit ``step(params, opt_state, batch, rng)`` with the batch split over the mesh and
     everything else (inputs and outputs) replicated. With ``carry``, the step is
     ``step(params, opt_state, batch, rng, state) -> (params, opt_state, metrics, state)``
-    and the carried per-example state is split over the mesh like the batch."""
+    and the carried per-example state is split over the mesh like the batch. With ``donate``
+    the parameters, optimizer state and carry passed in are donated (their buffers are
+    reused for the outputs: the caller must not use them after the call)."""
     rep, bat = replicated_sharding(mesh), batch_sharding(mesh)
     if carry:
-        return jax.jit(step, in_shardings=(rep, rep, bat, rep, bat), out_shardings=(rep, rep, rep, bat))
-    return jax.jit(step, in_shardings=(rep, rep, bat, rep), out_shardings=(rep, rep, rep))
+        return jax.jit(step, in_shardings=(rep, rep, bat, rep, bat), out_shardings=(rep, rep, rep, bat),
+                       donate_argnums=(0, 1, 4) if donate else ())
+    return jax.jit(step, in_shardings=(rep, rep, bat, rep), out_shardings=(rep, rep, rep),
+                   donate_argnums=(0, 1) if donate else ())

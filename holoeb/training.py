@@ -11,6 +11,7 @@ a killed run stopped (same data order, rng, optimizer state and metrics). For
 datasets with more than 10 classes the history also holds val_top5_error."""
 import contextlib
 import copy
+import functools
 import fcntl
 import json
 import os
@@ -161,29 +162,74 @@ def evaluate_dataset(eval_fn, params, ds, batch_size, mesh=None, tol=CONVERGED_T
     return out
 
 
+def _cached(factory, *key):
+    """factory(*key), memoised per process when the key is hashable: runs in one process that
+    share a model and settings (a study's rules, a seed sweep) then reuse one compiled function."""
+    try:
+        hash(key)
+    except TypeError:
+        return factory(*key)
+    return _cached_call(factory, *key)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_call(factory, *key):
+    return factory(*key)
+
+
+def _eval_function(model, T_free):
+    return jax.jit(make_eval_step(model, T_free, per_example_residual=True))
+
+
+def eval_function(model, T_free):
+    """The jitted evaluation (per-example residuals) of ``model`` after ``T_free`` iterations;
+    one compilation per (model, T_free) in a process."""
+    return _cached(_eval_function, model, T_free)
+
+
+def _reference_function(model, solve_config, tbp_free, tbp_steps, num_samples, coordinates):
+    tbp = make_estimator("tbp", K=tbp_steps, free=tbp_free)
+
+    def reference(params, batch, free_state, rng):
+        delta, _ = rbp_delta(model, params, batch, free_state, solve_config)
+        g_rbp = assemble_grads(model, params, batch, free_state, delta)["net"]
+        g_tbp = tbp(model, params, batch, None, free_state).grads["net"]
+        sym = homeostasis.symmetry_measure(model, params["net"], batch.x, free_state, rng, num_samples, coordinates)[0]
+        return delta, g_rbp, g_tbp, sym
+
+    return jax.jit(reference)
+
+
 def make_diagnostics(model, estimator, cfg):
     """On a fixed probe batch: per-layer cosine of the error vector to RBP's delta, cosine of
     the parameter update (net parameters) to RBP's gradient and to truncated BP's through
     diagnostics.tbp_steps iterations (both at the estimator's free state), weight angles and
-    Jacobian symmetry."""
+    Jacobian symmetry.
+
+    The reference part (RBP's delta and gradient, TBP's gradient, the symmetry estimate)
+    does not depend on the rule: it is one jitted function per (model, settings), compiled
+    once for all the rules a process trains (a study)."""
     cfg = as_train_config(cfg)
-    num_samples = cfg.diagnostics.num_samples
-    coords = cfg.homeostasis.coordinates
-    tbp = make_estimator("tbp", K=cfg.diagnostics.tbp_steps,
-                         free=estimator.free.exactly(0))
+    reference = _cached(_reference_function, model, estimator.solve_config, estimator.free.exactly(0),
+                        cfg.diagnostics.tbp_steps, cfg.diagnostics.num_samples, cfg.homeostasis.coordinates)
+
+    @jax.jit
+    def own(params, batch, rng):
+        res = estimator(model, params, batch, rng)
+        return res.error, res.grads["net"], res.free_state
+
+    @jax.jit
+    def cosines(params, error, g_own, delta, g_rbp, g_tbp, sym):
+        return {"cosine_rbp": layer_cosines(error, delta), "weight_angle": weight_angles(model, params), "symmetry": sym,
+                "update_cosine_rbp": tree_cosine(g_own, g_rbp), "update_cosine_tbp": tree_cosine(g_own, g_tbp)}
 
     def diag(params, batch, rng):
         k1, k2 = jax.random.split(rng)
-        res = estimator(model, params, batch, k1)
-        delta, _ = rbp_delta(model, params, batch, res.free_state, estimator.solve_config)
-        g_rbp = assemble_grads(model, params, batch, res.free_state, delta)["net"]
-        g_tbp = tbp(model, params, batch, None, res.free_state).grads["net"]
-        sym = homeostasis.symmetry_measure(model, params["net"], batch.x, res.free_state, k2, num_samples, coords)[0]
-        return {"cosine_rbp": layer_cosines(res.error, delta), "weight_angle": weight_angles(model, params), "symmetry": sym,
-                "update_cosine_rbp": tree_cosine(res.grads["net"], g_rbp),
-                "update_cosine_tbp": tree_cosine(res.grads["net"], g_tbp)}
+        error, g_own, free_state = own(params, batch, k1)
+        delta, g_rbp, g_tbp, sym = reference(params, batch, free_state, k2)
+        return cosines(params, error, g_own, delta, g_rbp, g_tbp, sym)
 
-    return jax.jit(diag)
+    return diag
 
 
 def weight_norms(params):
@@ -204,8 +250,15 @@ class TrainingInterrupted(RuntimeError):
 
 
 def _config_for_compare(cfg):
+    """The settings that decide a run's results: a saved config written before a setting
+    existed gets its default, and settings that only change how a run is carried out
+    (resuming, checkpoint / logging intervals) are left out."""
+    try:
+        cfg = as_train_config(cfg).to_dict()
+    except (ConfigError, TypeError, ValueError):
+        pass
     c = json.loads(json.dumps(cfg))
-    for k in ("resume", "checkpoint_every", "progress"):
+    for k in ("resume", "checkpoint_every", "progress", "log_every"):
         c.get("training", {}).pop(k, None)
     return c
 
@@ -301,17 +354,17 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
     warm = tcfg.warm_start != "none"
     step = parallel.shard_step(
         make_train_step(model, estimator, tx, lam, hcfg.num_samples, hcfg.coordinates, hcfg.normalize, tol,
-                        skip_unconverged=tcfg.max_residual is not None and tcfg.on_unconverged == "skip",
-                        warm_start=tcfg.warm_start),
-        mesh, carry=warm,
+                        skip_unconverged=tcfg.max_residual is not None, warm_start=tcfg.warm_start),
+        mesh, carry=warm, donate=True,
     )
+    log_every = tcfg.log_every
 
     def zero_carry():  # the state each epoch's first batch starts from (warm_start != "none")
         u0 = model.init_state(jnp.zeros((bs,) + tuple(model.input_shape), jnp.float32))
         return tuple(parallel.shard_array(np.asarray(v), mesh) for v in u0)
 
     carry = zero_carry() if warm else None
-    eval_fn = jax.jit(make_eval_step(model, estimator.T_free, per_example_residual=True))
+    eval_fn = eval_function(model, estimator.T_free)
     diag_fn = make_diagnostics(model, estimator, cfg) if cfg.diagnostics.enabled else None
     nd = cfg.diagnostics.batch_size
     diag_np = dynamics.Batch(*val_ds.take(nd))  # prepared from the first nd raw examples only
@@ -374,34 +427,49 @@ def _train(cfg, run_dir, progress, log, stop_after_steps):
                       transform=lambda b: parallel.shard_batch(b, mesh))
         bar = tqdm(it, total=steps_per_epoch, initial=first, desc=f"epoch {epoch}/{epochs}",
                    disable=not (progress and is_main), leave=False)
+        pending = []  # (step index, metrics still on the device)
+
+        def flush():
+            """Fetch the pending steps' metrics in one transfer, check them in step order and add
+            them to the epoch sums. A refused step (non-finite, or unconverged with max_residual)
+            was not applied; the run stops here, before any later checkpoint is written."""
+            for j, m in zip([j for j, _ in pending], jax.device_get([m for _, m in pending])):
+                if not m["finite"]:
+                    raise TrainingDiverged(
+                        f"epoch {epoch}, step {j}: non-finite loss/state/gradient (free residual {float(m['residual']):.3g}); "
+                        "the update was not applied. Lower the learning rate or beta, or increase T_free."
+                    )
+                if max_res is not None and float(m["residual"]) > max_res and tcfg.on_unconverged == "stop":
+                    raise TrainingDiverged(
+                        f"epoch {epoch}, step {j}: free phase did not converge (residual {float(m['residual']):.3g} > "
+                        f"max_residual {max_res}); the update was not applied (training.on_unconverged=skip skips such steps)"
+                    )
+                sums["skipped"] += 1.0 - float(m["applied"])
+                for k_ in sums:
+                    if k_ in m:
+                        sums[k_] += float(m[k_])
+            if pending:
+                bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}")
+            pending.clear()
+
         for i, b in enumerate(bar, start=first):
             key, k = jax.random.split(key)
             if warm:
                 params, opt_state, m, carry = step(params, opt_state, b, k, carry)
             else:
                 params, opt_state, m = step(params, opt_state, b, k)
-            if not bool(m["finite"]):
-                raise TrainingDiverged(
-                    f"epoch {epoch}, step {i}: non-finite loss/state/gradient (free residual {float(m['residual']):.3g}); "
-                    "the update was not applied. Lower the learning rate or beta, or increase T_free."
-                )
-            if max_res is not None and float(m["residual"]) > max_res and tcfg.on_unconverged == "stop":
-                raise TrainingDiverged(
-                    f"epoch {epoch}, step {i}: free phase did not converge (residual {float(m['residual']):.3g} > "
-                    f"max_residual {max_res}); the update was not applied (training.on_unconverged=skip skips such steps)"
-                )
-            sums["skipped"] += 1.0 - float(m["applied"])
-            for k_ in sums:
-                if k_ in m:
-                    sums[k_] += float(m[k_])
+            pending.append((i, m))
             global_step += 1
             steps_this_call += 1
+            if len(pending) >= log_every:
+                flush()
             if every and (i + 1) % every == 0 and i + 1 < steps_per_epoch:
+                flush()
                 save(epoch, i + 1, epoch_rng_state, sums)
-            if i % 20 == 0:
-                bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}")
             if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+                flush()
                 raise TrainingInterrupted(f"stopped after {steps_this_call} steps (epoch {epoch}, step {i + 1})")
+        flush()
         train_time = time.time() - t0
         n_steps = steps_per_epoch - first
         val = evaluate_dataset(eval_fn, params, val_ds, tcfg.eval_batch_size, mesh, tol)
