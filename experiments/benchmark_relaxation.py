@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import holoeb  # noqa: F401  (XLA flags)
+import holoeb  # noqa: F401
 from holoeb import make_estimator, make_model
 from holoeb.data.registry import load_dataset
 from holoeb.diagnostics import tree_cosine

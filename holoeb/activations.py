@@ -11,9 +11,39 @@ import jax.numpy as jnp
 def logistic(z):
     """1 / (1 + exp(-z)), holomorphic, for real or complex z.
 
-    Uses `lax.logistic`, whose derivative rule sigma (1 - sigma) stays finite where
-    exp(-z) overflows (the naive quotient's derivative is inf/inf = NaN there)."""
+    Real z: `lax.logistic`, whose derivative rule sigma (1 - sigma) stays finite where
+    exp(-z) overflows (the naive quotient's derivative is inf/inf = NaN there).
+    Complex z: `complex_logistic` (real arithmetic, same values and derivative rule)."""
+    if jnp.iscomplexobj(z):
+        return complex_logistic(z)
     return jax.nn.sigmoid(z)
+
+
+@jax.custom_jvp
+def complex_logistic(z):
+    """1 / (1 + exp(-z)) for complex z = a + ib, written in real arithmetic. With
+    t = exp(-|a|) <= 1 (no overflow) and d = |1 + t e^{ib}|^2 = (1 + t cos b)^2 + (t sin b)^2:
+
+        sigma(z) = (1 + t cos b + i t sin b) / d      (a >= 0: 1 / (1 + t e^{-ib})),
+        sigma(z) = (t cos b + t^2 + i t sin b) / d    (a < 0: v / (1 + v), v = e^{z} = t e^{ib}),
+
+    both without cancellation (relative accuracy also where sigma is tiny). XLA's CPU backend
+    evaluates complex exp and division element by element; these real exp / cos / sin /
+    divisions vectorise (about 3x faster per complex nudged iteration). The derivative is
+    the holomorphic sigma (1 - sigma), as lax.logistic's."""
+    a, b = jnp.real(z), jnp.imag(z)
+    t = jnp.exp(-jnp.abs(a))
+    tc, ts = t * jnp.cos(b), t * jnp.sin(b)
+    inv = 1.0 / ((1.0 + tc) ** 2 + ts * ts)
+    re = jnp.where(a >= 0, 1.0 + tc, tc + t * t)
+    return jax.lax.complex(re * inv, ts * inv)
+
+
+@complex_logistic.defjvp
+def _complex_logistic_jvp(primals, tangents):
+    (z,), (dz,) = primals, tangents
+    sz = complex_logistic(z)
+    return sz, sz * (1.0 - sz) * dz
 
 
 def shifted_sigmoid(z):

@@ -1,4 +1,4 @@
-import holoeb  # noqa: F401  (sets XLA flags before jax starts)
+import holoeb  # noqa: F401
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -26,6 +26,28 @@ def test_holomorphic_derivative(x64, name):
         np.testing.assert_allclose((f(z + h) - f(z)) / h, d, rtol=1e-5)
 
 
+def test_complex_logistic_in_real_arithmetic_matches_the_quotient(x64):
+    """The real-arithmetic complex logistic equals 1/(1+exp(-z)) to float64 rounding, relative
+    error included where sigma is tiny (Re z << 0) or near 1 (Re z >> 0), and its
+    derivative is the holomorphic sigma (1 - sigma) (finite differences in two directions)."""
+    from holoeb.activations import complex_logistic
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=2000) * 30 + 1j * rng.normal(size=2000) * 5
+    ref = 1 / (1 + np.exp(-z))
+    got = np.asarray(complex_logistic(jnp.asarray(z)))
+    assert np.max(np.abs(got - ref) / np.abs(ref)) < 1e-12
+    z0 = jnp.asarray([0.3 + 0.7j, -2.5 - 1.0j, 4.0 + 3.0j])
+    d = jax.jvp(complex_logistic, (z0,), (jnp.ones_like(z0),))[1]
+    np.testing.assert_allclose(d, complex_logistic(z0) * (1 - complex_logistic(z0)), rtol=1e-14)
+    for h in (1e-6, 1e-6j):
+        np.testing.assert_allclose((complex_logistic(z0 + h) - complex_logistic(z0 - h)) / (2 * h), d, rtol=1e-8)
+    # the real-arithmetic exp behind the holomorphic softmax: values and derivative exp(z)
+    w = rng.normal(size=500) * 10 + 1j * rng.normal(size=500) * 5
+    np.testing.assert_allclose(holomorphic.exp(jnp.asarray(w)), np.exp(w), rtol=1e-13)
+    np.testing.assert_allclose(jax.jvp(holomorphic.exp, (z0,), (jnp.ones_like(z0),))[1], np.exp(np.asarray(z0)), rtol=1e-14)
+
+
 @pytest.mark.parametrize("z", [-200.0, -40.0, 40.0, 200.0, -200.0 + 1j, 150.0 - 2j])
 def test_derivative_finite_when_saturated(z):
     """The naive 1/(1+exp(-z)) has derivative inf/inf = NaN once exp overflows."""
