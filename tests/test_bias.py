@@ -149,7 +149,7 @@ def test_theory_bias():
 
 
 def test_params_npz_roundtrip(tmp_path):
-    from holoeb.commands.bias import load_params_file, save_params
+    from holoeb.params_io import load_params_file, save_params
 
     _, p, _ = small_problem(0.3, dtype="float32")
     path = str(tmp_path / "p.npz")

@@ -29,12 +29,15 @@ def test_cli_train_writes_run_directory(tmp_path):
     assert len(hist[0]["cosine_rbp"]) == 3 and all(-1 <= c <= 1 for c in hist[0]["cosine_rbp"])
     assert set(hist[0]["weight_angle"]) == {"w2", "w3"}
     # the final parameters come back from the run's checkpoint and reproduce its validation error
-    from holoeb.commands.bias import load_run_params
+    from holoeb.params_io import load_run, load_run_params
     from holoeb.data.registry import load_dataset
     from holoeb.training import evaluate_dataset, make_eval_step
 
     m = make_model("mlp", hidden=(256, 256), asymmetry=0.0)
     params = load_run_params(str(out))
+    cfg, m_run, p_run = load_run(str(out))  # what `holoeb gdu --params` / `holoeb bias --params` rebuild
+    assert m_run == m and cfg.estimator.kwargs["N"] == 6
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(p_run), jax.tree_util.tree_leaves(params)))
     assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(m.init(jax.random.PRNGKey(0)))
     val = load_dataset("fashion_mnist", "test", m.input_shape, size=200)
     ev = evaluate_dataset(jax.jit(make_eval_step(m, 30)), params, val, 1000)
@@ -44,7 +47,7 @@ def test_cli_train_writes_run_directory(tmp_path):
 def test_final_train_error_flips_and_no_diagnostics(tmp_path):
     """training.eval_train adds the final training-set error (unaugmented data) to the last
     epoch; flips change training but not the evaluation; diagnostics can be switched off."""
-    from holoeb.commands.bias import load_run_params
+    from holoeb.params_io import load_run_params
     from holoeb.config import load_config
     from holoeb.data.registry import DATASETS, load_dataset, register_dataset
     from holoeb.training import evaluate_dataset, make_eval_step, train

@@ -11,15 +11,16 @@ including 0.05 and 0.5):
 Parameters can instead come from a checkpoint (``--params``): a run directory
 (params.npz / params.pkl in it, or the orbax checkpoint via holoeb.checkpoint if
 present; the model is rebuilt from its config.json) or a plain .npz (keys are
-'/'-joined pytree paths, e.g. 'net/wf2', see `save_params`) or a pickled pytree.
+'/'-joined pytree paths, e.g. 'net/wf2', see `holoeb.params_io.save_params`) or a pickled pytree.
 """
 import json
 import math
 import os
-import pickle
 import time
 
 import numpy as np
+
+from holoeb.params_io import load_params_file, load_run_params
 
 
 def register(subparsers):
@@ -53,53 +54,6 @@ def register(subparsers):
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
-
-
-# ----------------------------------------------------------------------------- params I/O
-def save_params(path, params):
-    """Plain .npz of a params pytree of dicts: keys are '/'-joined paths ('net/wf2')."""
-    flat = {}
-
-    def walk(prefix, node):
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(f"{prefix}/{k}" if prefix else str(k), v)
-        else:
-            flat[prefix] = np.asarray(node)
-
-    walk("", params)
-    np.savez(path, **flat)
-
-
-def load_params_file(path):
-    """Params from a .npz written by `save_params` or a pickled pytree."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"params file {path!r} does not exist")
-    if path.endswith(".npz"):
-        out = {}
-        with np.load(path) as z:
-            for key in z.files:
-                node = out
-                *head, leaf = key.split("/")
-                for h in head:
-                    node = node.setdefault(h, {})
-                node[leaf] = z[key]
-        return out
-    if path.endswith((".pkl", ".pickle")):
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    raise ValueError(f"unsupported params file {path!r}: use a run directory, .npz or .pkl")
-
-
-def load_run_params(run_dir):
-    for name in ("params.npz", "params.pkl"):
-        if os.path.exists(os.path.join(run_dir, name)):
-            return load_params_file(os.path.join(run_dir, name))
-    if os.path.isdir(os.path.join(run_dir, "checkpoints")):
-        from holoeb.checkpoint import load_params
-
-        return load_params(run_dir)
-    raise FileNotFoundError(f"no params.npz / params.pkl / checkpoints/ found in run directory {run_dir!r}")
 
 
 # ----------------------------------------------------------------------------- figure

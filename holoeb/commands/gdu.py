@@ -39,19 +39,18 @@ def run(args):
     from holoeb.data.registry import load_dataset
     from holoeb.errors import ConfigError
     from holoeb.models import make_model
+    from holoeb.params_io import load_run
     from holoeb.solvers import Relaxation
     from holoeb.time_resolved import default_rules, parse_rule, plot_time_resolved, time_resolved_check
 
     if args.K < 1 or args.T_free < 1 or args.batch_size < 1:
         raise ConfigError(f"--K, --T-free and --batch-size must be >= 1, got {args.K}, {args.T_free}, {args.batch_size}")
     if args.params:
-        from holoeb.commands.bias import load_run_params
-
-        cfg = load_config(os.path.join(args.params, "config.json"))
+        cfg, model, params = load_run(args.params)
     else:
         cfg = load_config(args.config)
-    model = make_model(cfg.model.name, **cfg.model.kwargs)
-    params = load_run_params(args.params) if args.params else model.init(jax.random.PRNGKey(args.seed))
+        model = make_model(cfg.model.name, **cfg.model.kwargs)
+        params = model.init(jax.random.PRNGKey(args.seed))
     ds = load_dataset(cfg.data.dataset, "test", model.input_shape, args.data_dir or cfg.data.data_dir, args.batch_size,
                       cfg.data.normalize)
     x, y = ds.take(args.batch_size)
