@@ -29,7 +29,8 @@ Other fields of the result:
               s_{beta_2} is taken at the *moved* parameters theta_t, an O(eps) difference from EP;
   residual    (B,) state change at the last iteration of phase 1;
   aux         theta_next, u (knobs), controller_error max|theta_phase1 - theta_{t-1}|,
-              phase2_residual, beta1, beta2 (L_{b1;b2} is not evaluated: see
+              phase2_residual (max) and nudge_residual (per example, which training logs as
+              the nudged residual), beta1, beta2 (L_{b1;b2} is not evaluated: see
               holoeb.estimators.aeqprop_lyapunov).
 """
 import dataclasses
@@ -145,5 +146,6 @@ class Aeqprop(Estimator):
         ctrl = jnp.max(jnp.stack([jnp.max(jnp.abs(a - b)) for a, b in
                                   zip(jax.tree_util.tree_leaves(out.theta1), jax.tree_util.tree_leaves(params))]))
         aux = {"theta_next": out.theta, "u": out.u, "controller_error": ctrl,
-               "phase2_residual": jnp.max(out.residual2), "beta1": b1, "beta2": b2}
+               "phase2_residual": jnp.max(out.residual2), "beta1": b1, "beta2": b2,
+               "nudge_residual": out.residual2}  # per example: logged by training like the nudged phases
         return EstimatorResult(grads, s_free, loss, acc, error, out.residual1, aux, out.state2)
