@@ -50,6 +50,7 @@ class StudyConfig:
     gains: Tuple[float, ...] = (1.0,)
     bias_gain: Optional[float] = None  # DCHN bias init bound bias_gain/sqrt(fan_in) (null: the gain; released code: 0.5)
     schedule: str = "async"
+    pool_ties: str = "split"  # DCHN max-pool derivative at tied maxima: split (JAX) or first (released code / PyTorch)
     beta: float = 0.25
     cost_scale: float = 0.5  # C = c ||o - y||^2: 1/2 as in the authors' code that produced Table 1 (Sec. 3 prints c = 1)
     T_free: int = 60
@@ -133,7 +134,7 @@ def model_section(cfg, dataset):
     if cfg.model == "hopfield":  # 32 x 32 (padded) images, flattened
         return dict(name="hopfield", in_features=32 * 32 * channels, hidden=list(cfg.hidden), **common)
     return dict(name="dchn", in_channels=channels, image_size=32, channels=list(cfg.channels), bias_gain=cfg.bias_gain,
-                **common)
+                pool_ties=cfg.pool_ties, **common)
 
 
 def _data_dir(cfg, dataset):

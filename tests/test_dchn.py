@@ -141,3 +141,26 @@ def test_bias_gain_sets_the_bias_init_bound():
     for bad in (-0.5, float("nan"), "0.5"):
         with pytest.raises(ConfigError, match="bias_gain"):
             make_model("dchn", bias_gain=bad, **kw)
+
+
+def test_pool_ties_first_routes_a_tied_window_to_its_first_maximum():
+    """Same pooled values either way; the derivative of a window with tied maxima goes wholly to
+    the first one in row-major order ("first", PyTorch's max_pool2d) or is shared ("split"),
+    and untied windows get the same derivative; bad values are refused."""
+    from holoeb.errors import ConfigError
+    from holoeb.models.dchn import max_pool2
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 4, 3)), jnp.float32)
+    x = x.at[0, 0:2, 0:2, 0].set(0.0).at[1, 2:4, 0:2, 1].set(jnp.array([[0.1, 0.7], [0.7, 0.7]]))
+    g = {t: jax.grad(lambda v: jnp.sum(max_pool2(v, t) * jnp.arange(1.0, 1.0 + 2 * 2 * 3).reshape(2, 2, 3)))(x)
+         for t in ("split", "first")}
+    assert bool(jnp.all(max_pool2(x, "first") == max_pool2(x, "split")))
+    np.testing.assert_array_equal(g["first"][0, 0:2, 0:2, 0], [[1.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_allclose(g["split"][0, 0:2, 0:2, 0], np.full((2, 2), 0.25))
+    np.testing.assert_array_equal(g["first"][1, 2:4, 0:2, 1], [[0.0, 8.0], [0.0, 0.0]])  # first of the three 0.7s
+    np.testing.assert_allclose(g["split"][1, 2:4, 0:2, 1], [[0.0, 8 / 3], [8 / 3, 8 / 3]], rtol=1e-6)
+    tied = np.zeros(x.shape, bool)
+    tied[0, 0:2, 0:2, 0] = tied[1, 2:4, 0:2, 1] = True
+    np.testing.assert_array_equal(np.asarray(g["first"])[~tied], np.asarray(g["split"])[~tied])
+    with pytest.raises(ConfigError, match="pool_ties"):
+        make_model("dchn", in_channels=1, image_size=8, channels=(2, 2), pool_ties="last")

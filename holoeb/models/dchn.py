@@ -34,10 +34,33 @@ def conv3x3(x, w, impl="auto"):
     return conv2d(x, w.astype(x.dtype), "SAME", impl)
 
 
-def max_pool2(x):
-    """2x2 max pooling, stride 2 (NHWC)."""
+POOL_TIES = ("split", "first")
+
+
+def max_pool2(x, ties="split"):
+    """2x2 max pooling, stride 2 (NHWC). Its value is the window maximum either way; ``ties``
+    decides where the derivative of a window with several equal maxima goes (frequent with
+    hard-sigmoid states: a window of zeros gives equal pre-activations):
+
+      "split"  shared equally among them (JAX's derivative of max);
+      "first"  all to the first one in row-major window order (0,0), (0,1), (1,0), (1,1),
+               as PyTorch's max_pool2d (the comparative study's released code). Written as
+               sum_j mask_j z_j with a stop-gradient one-hot mask, so it has derivatives of
+               every order in both modes."""
     B, H, W, C = x.shape
-    return jnp.max(x.reshape(B, H // 2, 2, W // 2, 2, C), axis=(2, 4))
+    z = x.reshape(B, H // 2, 2, W // 2, 2, C)
+    if ties == "split":
+        return jnp.max(z, axis=(2, 4))
+    if ties != "first":
+        raise ConfigError(f"unknown pool_ties {ties!r}; choose one of {POOL_TIES}")
+    parts = [z[:, :, i, :, j] for i in (0, 1) for j in (0, 1)]
+    m = jax.lax.stop_gradient(jnp.max(z, axis=(2, 4)))
+    out, taken = 0.0, jnp.zeros(m.shape, bool)
+    for p in parts:
+        hit = (jax.lax.stop_gradient(p) == m) & ~taken
+        out = out + jnp.where(hit, p, 0.0)
+        taken = taken | hit
+    return out
 
 
 def _dot(a, b):
@@ -57,6 +80,8 @@ class DCHN(EnergyModel):
     # released code uses 0.5 at every gain)
     bias_gain: float = None
     conv_impl: str = "auto"  # holoeb.convolution: "auto" (im2col on CPU, XLA elsewhere), "xla", "im2col"
+    # derivative of a pooling window's tied maxima: "split" equally (JAX), "first" to the first (PyTorch)
+    pool_ties: str = "split"
 
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -70,6 +95,8 @@ class DCHN(EnergyModel):
         check_schedule(self.schedule)
         check_cost_scale(self.cost_scale)
         check_impl(self.conv_impl)
+        if self.pool_ties not in POOL_TIES:
+            raise ConfigError(f"unknown pool_ties {self.pool_ties!r}; choose one of {POOL_TIES}")
         b = self.bias_gain
         if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b < 0):
             raise ConfigError(f"bias_gain must be a finite number >= 0 or None (the layer gains), got {b!r}")
@@ -111,14 +138,14 @@ class DCHN(EnergyModel):
 
     def drive(self, net, x):
         """(P(w_1 * x),): the input term of layer 1, constant during a relaxation."""
-        return (max_pool2(conv3x3(x, net["w1"], self.conv_impl)),)
+        return (max_pool2(conv3x3(x, net["w1"], self.conv_impl), self.pool_ties),)
 
     def primitive(self, net, s, drive):
         """Phi per example (B,) (Eq. 97)."""
         L = self.num_layers
         phi = _dot(s[0], drive[0])
         for k in range(2, L):
-            phi = phi + _dot(s[k - 1], max_pool2(conv3x3(s[k - 2], net[f"w{k}"], self.conv_impl)))
+            phi = phi + _dot(s[k - 1], max_pool2(conv3x3(s[k - 2], net[f"w{k}"], self.conv_impl), self.pool_ties))
         flat = s[L - 2].reshape(s[L - 2].shape[0], -1)
         phi = phi + _dot(s[L - 1], flat @ net[f"w{L}"].astype(flat.dtype))
         for k in range(1, L + 1):
