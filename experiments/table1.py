@@ -5,6 +5,7 @@ over several seeds (2x256 reciprocal MLP, Table 3 settings).
     python experiments/table1.py                      # paper protocol: 50 epochs, 5 seeds (long)
     python experiments/table1.py --epochs 3 --seeds 1 # short CPU protocol
     holoeb compare runs/table1/*                      # the table (mean +/- std over seeds)
+    python experiments/table1.py --summarize --epochs 10 --out runs/table1   # finished runs vs the paper's values
 
 Runs already finished (metrics.json with all epochs) are skipped, so the grid can
 be resumed or run in several processes.
@@ -26,6 +27,41 @@ GRID = [
 ]
 
 
+# Table 1 of the paper (50 epochs, n = 5): mean, std of the final validation error (%)
+PAPER = {
+    ("N1", 0.05): (15.8, 0.6), ("N2", 0.05): (14.6, 0.4), ("N4", 0.05): (14.7, 0.7), ("N6", 0.05): (14.5, 0.6),
+    ("continuous", 0.05): (15.8, 0.8), ("N1", 0.5): (38.4, 6.2), ("N2", 0.5): (16.3, 0.7), ("N4", 0.5): (14.8, 0.8),
+    ("N6", 0.5): (14.3, 0.6), ("continuous", 0.5): (17.3, 1.0), ("true", None): (14.7, 0.6),
+}
+
+
+def summarize(out, epochs):
+    """Markdown table of the runs under ``out`` that finished ``epochs`` epochs (runs still going
+    are counted apart), with the paper's value."""
+    import numpy as np
+
+    print(f"| estimator | beta (abs) | seeds done ({epochs} epochs) | val error per seed (%) | mean +- std | paper (50 epochs, n=5) |")
+    print("|---|---|---|---|---|---|")
+    for name in sorted(os.listdir(out)):
+        d = os.path.join(out, name)
+        if not os.path.isdir(d):
+            continue
+        label, _, b = name.partition("-beta")
+        beta = float(b) if b else None
+        errs, partial = [], 0
+        for seed in sorted(os.listdir(d)):
+            path = os.path.join(d, seed, "metrics.json")
+            hist = json.load(open(path))["history"] if os.path.exists(path) else []
+            if len(hist) >= epochs:
+                errs.append(hist[epochs - 1]["val_error"])
+            elif os.path.isdir(os.path.join(d, seed)):
+                partial += 1
+        paper = PAPER.get((label, beta))
+        stat = f"{np.mean(errs):.2f} +- {np.std(errs, ddof=1):.2f}" if len(errs) > 1 else (f"{errs[0]:.2f}" if errs else "-")
+        print(f"| {label} | {b or 'n/a'} | {len(errs)}{f' (+{partial} running)' if partial else ''} "
+              f"| {', '.join(f'{e:.2f}' for e in errs) or '-'} | {stat} | {f'{paper[0]} +- {paper[1]}' if paper else '-'} |")
+
+
 def finished(run_dir, epochs):
     path = os.path.join(run_dir, "metrics.json")
     if not os.path.exists(path):
@@ -41,7 +77,10 @@ def main():
     ap.add_argument("--betas", type=float, nargs="+", default=[0.05, 0.5])
     ap.add_argument("--only", nargs="*", help="labels from the grid, e.g. N6 true")
     ap.add_argument("--out", default="runs/table1")
+    ap.add_argument("--summarize", action="store_true", help="print the table of finished runs under --out and exit")
     args = ap.parse_args()
+    if args.summarize:
+        return summarize(args.out, args.epochs)
     for beta in args.betas:
         for label, est in GRID:
             if args.only and label not in args.only:
