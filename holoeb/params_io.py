@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 
+
 def save_params(path, params):
     """Plain .npz of a params pytree of dicts: keys are '/'-joined paths ('net/wf2')."""
     flat = {}

@@ -42,6 +42,11 @@ def test_cli_train_writes_run_directory(tmp_path):
     val = load_dataset("fashion_mnist", "test", m.input_shape, size=200)
     ev = evaluate_dataset(jax.jit(make_eval_step(m, 30)), params, val, 1000)
     assert abs(ev["error"] - hist[-1]["val_error"]) < 1e-9
+    # `holoeb bias --params RUN` rebuilds that model from the run directory and evaluates the bias there
+    assert main(["bias", "--params", str(out), "--num-batches", "1", "--batch-size", "4", "--betas", "0.1",
+                 "--out", str(tmp_path / "bias")]) == 0
+    panels = json.load(open(tmp_path / "bias" / "bias.json"))["panels"]
+    assert list(panels) == ["checkpoint run"]
 
 
 def test_final_train_error_flips_and_no_diagnostics(tmp_path):

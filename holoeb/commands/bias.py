@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from holoeb.params_io import load_params_file, load_run_params
+from holoeb.params_io import load_params_file, load_run, load_run_params
 
 
 def register(subparsers):
@@ -124,10 +124,7 @@ def plot_bias(results, path, title="finite-nudge bias"):
 
 
 # ----------------------------------------------------------------------------- command
-def _model_kwargs(args, cfg_model=None):
-    if cfg_model is not None:
-        kw = dict(cfg_model)
-        return kw.pop("name"), kw
+def _model_kwargs(args):
     kw = {"hidden": tuple(args.hidden), "dtype": args.dtype}
     if args.activation:
         kw["activation_name"] = args.activation
@@ -154,17 +151,13 @@ def run(args):
 
     panels = {}
     if args.params:
-        cfg_model = None
-        if os.path.isdir(args.params):
-            cfg_path = os.path.join(args.params, "config.json")
-            if os.path.exists(cfg_path):
-                with open(cfg_path) as f:
-                    cfg_model = json.load(f)["model"]
-            params = load_run_params(args.params)
-        else:
-            params = load_params_file(args.params)
-        name, kw = _model_kwargs(args, cfg_model)
-        model = make_model(name, **kw)
+        if os.path.exists(os.path.join(args.params, "config.json")):  # a training run directory
+            cfg, model, params = load_run(args.params)
+            name = cfg.model.name
+        else:  # a params file, or a directory of one: the model comes from the command line
+            params = load_run_params(args.params) if os.path.isdir(args.params) else load_params_file(args.params)
+            name, kw = _model_kwargs(args)
+            model = make_model(name, **kw)
         params = jax.tree_util.tree_map(jnp.asarray, params)
         panels[f"checkpoint {os.path.basename(os.path.normpath(args.params))}"] = (model, params)
     else:
