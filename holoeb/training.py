@@ -306,17 +306,17 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
     Run directories: ``run_dir`` is locked while training (see `run_directory`); one that
     holds a run with a different config is refused unless training.resume is false.
     """
-    with run_directory(run_dir):
-        return _train(cfg, run_dir, progress, log, stop_after_steps)
-
-
-def _train(cfg, run_dir, progress, log, stop_after_steps):
     cfg = as_train_config(cfg)
+    model, estimator = build(cfg)  # a bad model / estimator is refused before the run directory exists
+    with run_directory(run_dir):
+        return _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps)
+
+
+def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
     cfg_dict = cfg.to_dict()
     tcfg, dcfg, hcfg = cfg.training, cfg.data, cfg.homeostasis
     if tcfg.distributed:
         parallel.initialize_distributed()
-    model, estimator = build(cfg)
     estimator = with_free_dtype(estimator, tcfg.free_dtype, tcfg.free_refine_steps)
     is_main = jax.process_index() == 0
     saved_cfg_path = os.path.join(run_dir, "config.json")
