@@ -55,28 +55,28 @@ def row(kind, n, num_batches, bs):
     import jax
     import numpy as np
 
-    from holoeb.data.pipeline import Dataset, StreamDataset, batches, make_preparation, prefetch
+    from holoeb.data.pipeline import Augmentation, Dataset, StreamDataset, batches, make_preparation, prefetch
 
     base = _rss_mb()
     t0 = time.perf_counter()
-    flip_rng = lambda i: np.random.default_rng((0, 1, i))
+    augment = Augmentation(lambda i: np.random.default_rng((0, 1, i)), flip=True)
     if kind in ("uint8", "uint8+prefetch"):
         images, labels = _held(n)
         ds = Dataset.from_images(images, labels, SHAPE, MEAN, STD)
-        it = batches(ds, bs, np.random.default_rng(0), flip_rng=flip_rng)
+        it = batches(ds, bs, np.random.default_rng(0), augment=augment)
         if kind == "uint8+prefetch":
             it = prefetch(it, transform=jax.device_put)
     elif kind == "stream":
         prep = make_preparation(SHAPE, MEAN, STD)
         ds = StreamDataset(lambda seed: _synthetic(n, chunk=1024, seed=seed or 0), n, prep, buffer_size=10_000)
-        it = prefetch(batches(ds, bs, np.random.default_rng(0), flip_rng=flip_rng), transform=jax.device_put)
+        it = prefetch(batches(ds, bs, np.random.default_rng(0), augment=augment), transform=jax.device_put)
     elif kind == "float32 (old)":
         images, labels = _held(n)
         x = images.astype(np.float32) / 255.0  # the former load_dataset (prepare_images before this change)
         x = (x - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
         del images
         ds = Dataset(x, labels, SHAPE)
-        it = batches(ds, bs, np.random.default_rng(0), flip_rng=flip_rng)
+        it = batches(ds, bs, np.random.default_rng(0), augment=augment)
     else:
         raise ValueError(kind)
     setup = time.perf_counter() - t0

@@ -232,6 +232,7 @@ class DataConfig:
     train_size: Optional[int] = None  # first n training examples (null: all)
     val_size: Optional[int] = None  # first n test examples (null: all)
     random_flip: Optional[bool] = None  # horizontal flips of training images (null: the dataset's default)
+    random_crop: int = 0  # random translations of training images by up to this many pixels (edge padding)
     normalize: bool = True  # per-channel mean / std of holoeb.data.registry
     stream: Optional[bool] = None  # read the training split as a stream (null: the dataset's default)
     shuffle_buffer: int = 10000  # examples in the shuffle buffer of a streamed split
@@ -241,6 +242,7 @@ class DataConfig:
             v = getattr(self, k)
             check(v is None or v >= 1, f"{p}.{k}", "a positive integer or null (all examples)", v)
         check(self.shuffle_buffer >= 1, f"{p}.shuffle_buffer", "a positive integer", self.shuffle_buffer)
+        check(self.random_crop >= 0, f"{p}.random_crop", "an integer >= 0 (pixels; 0: off)", self.random_crop)
 
 
 WARM_STARTS = ("none", "last", "free")

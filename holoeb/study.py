@@ -66,6 +66,7 @@ class StudyConfig:
     n_train: int = 10000  # 0: full training set
     n_test: int = 0  # 0: full test set
     random_flip: Optional[bool] = None  # null: per dataset (App. D)
+    random_crop: int = 0  # training translations by up to this many pixels (released code's Fashion-MNIST loader: 2)
     warm_start: str = "last"  # training.warm_start: each batch starts where the previous one left the network (see README)
     diagnostics: bool = True  # per-epoch cosines of the error vector and update to RBP / TBP, symmetry (probe batch)
     data_dir: Optional[str] = None
@@ -155,7 +156,8 @@ def train_config(cfg, rule, dataset, seed):
         "optimizer": dict(name="sgd", learning_rate=max(cfg.lrs), momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           schedule="cosine_epochs", eta_min=cfg.eta_min, T_max=cfg.T_max, layer_lrs=list(cfg.lrs)),
         "data": dict(dataset=dataset, data_dir=_data_dir(cfg, dataset), train_size=cfg.n_train or None,
-                     val_size=cfg.n_test or None, random_flip=cfg.random_flip, normalize=True),
+                     val_size=cfg.n_test or None, random_flip=cfg.random_flip, random_crop=cfg.random_crop,
+                     normalize=True),
         "training": dict(batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed, eval_batch_size=1000, eval_train=True,
                          warm_start=cfg.warm_start),
         "homeostasis": {"lambda": 0.0},

@@ -27,7 +27,7 @@ from holoeb import dynamics, homeostasis, parallel
 from holoeb.checkpoint import Checkpointer
 from holoeb.config import as_train_config
 from holoeb.diagnostics import layer_cosines, tree_cosine, weight_angles
-from holoeb.data.pipeline import batches, prefetch
+from holoeb.data.pipeline import Augmentation, batches, prefetch
 from holoeb.data.registry import dataset_spec, load_dataset
 from holoeb.estimators import make_estimator
 from holoeb.errors import ConfigError, DivergenceError
@@ -288,7 +288,8 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
     curves.png, checkpoints/). Returns the list of per-epoch metric dicts.
 
     Each epoch: shuffled training batches (random horizontal flips when
-    data.random_flip, default per dataset from holoeb.data.registry), then evaluation
+    data.random_flip, default per dataset from holoeb.data.registry; random translations by up to
+    data.random_crop pixels), then evaluation
     on the test split (val_loss / val_error, val_top5_error for > 10 classes) and the
     diagnostics (when diagnostics.enabled). With training.eval_train the last epoch's
     record also holds train_error / train_eval_loss: the error on the (unaugmented)
@@ -419,11 +420,12 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
             carry = zero_carry()
         sums = dict(sums0) if epoch == start_epoch else {k: 0.0 for k in sums0}
         epoch_rng_state = copy.deepcopy(data_rng.bit_generator.state)
-        # flips: their own generator per (seed, epoch, step), so a resumed run flips the same examples;
-        # applied per batch to the raw images (before normalisation: the same values as flipping after)
-        flip_rng = (lambda i, e=epoch: np.random.default_rng((seed, e, i))) if flip else None
+        # augmentation: its own generator per (seed, epoch, step), so a resumed run augments the same
+        # examples the same way; applied per batch to the raw images (before normalisation)
+        augment = (Augmentation(lambda i, e=epoch: np.random.default_rng((seed, e, i)), flip, dcfg.random_crop)
+                   if flip or dcfg.random_crop else None)
         # each batch is prepared from the uint8 split and put on the devices in a background thread
-        it = prefetch(batches(train_ds, bs, data_rng, start=first, flip_rng=flip_rng),
+        it = prefetch(batches(train_ds, bs, data_rng, start=first, augment=augment),
                       transform=lambda b: parallel.shard_batch(b, mesh))
         bar = tqdm(it, total=steps_per_epoch, initial=first, desc=f"epoch {epoch}/{epochs}",
                    disable=not (progress and is_main), leave=False)

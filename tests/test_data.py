@@ -95,3 +95,31 @@ def test_random_flip_flips_images_also_when_flattened():
     kept = [bool(np.array_equal(a[i], x[i])) for i in range(6)]
     assert all(f != k for f, k in zip(flipped, kept)) and 0 < sum(flipped) < 6
     np.testing.assert_array_equal(flipped, np.random.default_rng(1).random(6) < 0.5)
+
+
+def test_random_crop_is_an_edge_padded_translation_per_example():
+    """random_crop == torchvision RandomCrop(size, padding=p, padding_mode='edge'), written out per example:
+    output pixel (r, c) = input pixel (clip(r + dy - p), clip(c + dx - p)) with the drawn offsets (dy, dx)."""
+    from holoeb.data.pipeline import Augmentation, random_crop, random_flip
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(9, 6, 5, 2)).astype(np.uint8)
+    p = 2
+    got = random_crop(x, np.random.default_rng(7), p)
+    off = np.random.default_rng(7).integers(0, 2 * p + 1, size=(2, 9))
+    for n in range(9):
+        r = np.clip(np.arange(6) + off[0, n] - p, 0, 5)
+        c = np.clip(np.arange(5) + off[1, n] - p, 0, 4)
+        np.testing.assert_array_equal(got[n], x[n][r][:, c])
+    # every offset occurs, the centred one leaves the image unchanged, flattened input works the same
+    many = np.random.default_rng(1).integers(0, 2 * p + 1, size=(2, 2000))
+    assert set(map(int, np.unique(many))) == set(range(2 * p + 1))
+    assert np.array_equal(random_crop(x, np.random.default_rng(7), 0), x)
+    np.testing.assert_array_equal(random_crop(x.reshape(9, -1), np.random.default_rng(7), p, (6, 5, 2)),
+                                  got.reshape(9, -1))
+    # Augmentation: crop, then flip, from one generator per batch
+    aug = Augmentation(lambda i: np.random.default_rng((3, i)), flip=True, crop=p)
+    g = np.random.default_rng((3, 4))
+    np.testing.assert_array_equal(aug(x, 4), random_flip(random_crop(x, g, p), g))
+    with pytest.raises(ValueError, match="random_crop"):
+        random_crop(x[0], np.random.default_rng(0), 1)

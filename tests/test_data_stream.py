@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from holoeb.data.pipeline import (Dataset, StreamDataset, batches, make_preparation, prefetch, prepare_images,
+from holoeb.data.pipeline import (Augmentation, Dataset, StreamDataset, batches, make_preparation, prefetch, prepare_images,
                                   random_flip)
 from holoeb.errors import ConfigError
 
@@ -39,7 +39,7 @@ def test_per_batch_preparation_is_bit_identical_to_the_whole_array(input_shape, 
     assert ds.image_shape == image_shape
     seed, epoch = 3, 2
     flip_rng = lambda i: np.random.default_rng((seed, epoch, i))
-    got = list(batches(ds, 8, np.random.default_rng(5), flip_rng=flip_rng))
+    got = list(batches(ds, 8, np.random.default_rng(5), augment=Augmentation(flip_rng, flip=True)))
     order = np.random.default_rng(5).permutation(50)
     assert len(got) == 6
     for i, b in enumerate(got):
@@ -54,7 +54,7 @@ def test_per_batch_preparation_is_bit_identical_to_the_whole_array(input_shape, 
     np.testing.assert_array_equal(ds.take(7).x, old[:7])
     np.testing.assert_array_equal(ds.x, old)
     # resume inside an epoch: start skips batches, same order and flips
-    resumed = list(batches(ds, 8, np.random.default_rng(5), start=4, flip_rng=flip_rng))
+    resumed = list(batches(ds, 8, np.random.default_rng(5), start=4, augment=Augmentation(flip_rng, flip=True)))
     for a, b in zip(resumed, got[4:]):
         np.testing.assert_array_equal(a.x, b.x)
 
@@ -117,7 +117,7 @@ def test_stream_shuffle_is_a_deterministic_bounded_permutation():
     old = prepare_images(imgs, (32, 32, 3), MEAN, STD, (32, 32))
     flip_rng = lambda i: np.random.default_rng((1, 1, i))
     rng = np.random.default_rng(0)
-    full = list(batches(st, 16, rng, drop_last=False, flip_rng=flip_rng))
+    full = list(batches(st, 16, rng, drop_last=False, augment=Augmentation(flip_rng, flip=True)))
     after = rng.bit_generator.state
     seen = np.concatenate([b.y for b in full])
     assert sorted(seen.tolist()) == list(range(103)) and not np.array_equal(seen, ids)  # every example once, shuffled
@@ -137,7 +137,7 @@ def test_stream_shuffle_is_a_deterministic_bounded_permutation():
     other = np.concatenate([b.y for b in batches(st, 16, np.random.default_rng(1), drop_last=False)])
     assert not np.array_equal(other, seen)
     # resume inside an epoch: start skips batches, same examples and flips after it
-    resumed = list(batches(st, 16, np.random.default_rng(0), drop_last=False, start=4, flip_rng=flip_rng))
+    resumed = list(batches(st, 16, np.random.default_rng(0), drop_last=False, start=4, augment=Augmentation(flip_rng, flip=True)))
     assert len(resumed) == len(full) - 4
     for a, b in zip(resumed, full[4:]):
         np.testing.assert_array_equal(a.x, b.x)

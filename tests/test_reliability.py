@@ -105,6 +105,7 @@ def test_run_directories_are_safe(tmp_path):
     ({"data.train_size": 0}, "data.train_size must be a positive integer or null"),
     ({"data.val_size": 0}, "data.val_size must be a positive integer or null"),
     ({"data.val_size": 100}, "asked for 100 examples, the split has 60"),
+    ({"data.random_crop": -1}, "data.random_crop must be an integer >= 0"),
 ])
 def test_sizes_out_of_range_are_refused(tmp_path, over, phrase):
     with pytest.raises(ConfigError, match=phrase.replace("(", r"\(").replace(")", r"\)")):

@@ -70,6 +70,8 @@ def test_final_train_error_flips_and_no_diagnostics(tmp_path):
         hist = train(load_config(None, over), str(tmp_path / "a"), progress=False, log=quiet)
         flipped = train(load_config(None, dict(over, **{"data.random_flip": True})), str(tmp_path / "b"),
                         progress=False, log=quiet)
+        cropped = train(load_config(None, dict(over, **{"data.random_crop": 1})), str(tmp_path / "c"),
+                        progress=False, log=quiet)
         m = make_model("mlp", in_features=16, hidden=(8,), num_classes=2)
         ds = load_dataset("ramps", "train", m.input_shape)
     finally:
@@ -77,7 +79,7 @@ def test_final_train_error_flips_and_no_diagnostics(tmp_path):
     assert "train_error" not in hist[0] and "cosine_rbp" not in hist[0]
     ev = evaluate_dataset(jax.jit(make_eval_step(m, 10)), load_run_params(str(tmp_path / "a")), ds, 1000)
     assert abs(ev["error"] - hist[-1]["train_error"]) < 1e-9 and abs(ev["loss"] - hist[-1]["train_eval_loss"]) < 1e-6
-    assert flipped[0]["train_loss"] != hist[0]["train_loss"]
+    assert flipped[0]["train_loss"] != hist[0]["train_loss"] and cropped[0]["train_loss"] != hist[0]["train_loss"]
     assert os.path.exists(tmp_path / "a" / "curves.png")
     assert json.load(open(tmp_path / "b" / "config.json"))["data"]["random_flip"] is True
 

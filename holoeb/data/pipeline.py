@@ -11,15 +11,17 @@ the comparative study's authors (Scellier, Ernoult, Kendall, Kumar, "Energy-Base
 Learning Algorithms for Analog Computing: A Comparative Study", arXiv:2312.15103,
 App. D: pad to 32 x 32, then normalise with Table 4).
 
-Random horizontal flips (``random_flip``) are a training-set augmentation applied per
-batch; they act on the image layout even when the model input is flattened.
+Training-set augmentation (`Augmentation`: random translations ``random_crop`` and
+horizontal flips ``random_flip``) is applied per batch to the padded raw images; it acts
+on the image layout even when the model input is flattened.
 
 Memory (ImageNet 32 x 32 is 1.28M images: 3.9 GB as uint8, 15.7 GB as float32): datasets
 keep their *raw uint8* images, and ``batches`` prepares each batch on its way out (gather
 -> pad -> flip -> float / normalise -> reshape), so only a batch is ever float32. The
 per-batch result is bit-identical to ``prepare_images`` on the whole array followed by
 ``random_flip`` (normalisation is per channel and elementwise, so it commutes with the
-flip and with indexing). Two kinds of dataset share the ``batches`` interface:
+flip and with indexing). A random crop acts on the raw padded image, so its edge padding
+replicates raw pixels (for the MNISTs: the black border added by the 32 x 32 padding). Two kinds of dataset share the ``batches`` interface:
 
   * `Dataset`: raw images and labels in memory (random-access; a shuffle is a
     permutation of the whole split, as before);
@@ -33,7 +35,7 @@ the current step runs.
 """
 import queue
 import threading
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -99,6 +101,42 @@ def random_flip(x, rng, image_shape=None):
     return out.reshape(shape)
 
 
+def random_crop(x, rng, pad, image_shape=None):
+    """Translate each example by a random (dy, dx) in [-pad, pad]^2: the image is edge-padded by
+    ``pad`` pixels and cropped back to its size at a uniform random offset (torchvision's
+    RandomCrop(size, padding=pad, padding_mode="edge")). ``x``: (n, H, W, C), or model-ready with
+    ``image_shape`` = (H, W, C) given; ``rng``: np.random.Generator."""
+    x = np.asarray(x)
+    shape = x.shape
+    img = x.reshape((shape[0],) + tuple(image_shape)) if image_shape is not None else x
+    if img.ndim != 4:
+        raise ValueError(f"random_crop needs (n, H, W, C) images or image_shape, got shape {shape}")
+    n, h, w, _ = img.shape
+    off = rng.integers(0, 2 * pad + 1, size=(2, n))
+    padded = np.pad(img, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    rows = (off[0][:, None] + np.arange(h))[:, :, None]
+    cols = (off[1][:, None] + np.arange(w))[:, None, :]
+    return padded[np.arange(n)[:, None, None], rows, cols].reshape(shape)
+
+
+class Augmentation(NamedTuple):
+    """Training-set augmentation of batch i, with its own generator ``rng(i)`` (np.random.Generator;
+    e.g. seeded by (seed, epoch, i), so a resumed epoch augments the same examples the same way).
+    Order as in the comparative study's released loader: random translation by up to ``crop``
+    pixels (`random_crop`), then a left-right flip with probability 1/2 (``flip``, `random_flip`)."""
+    rng: Callable[[int], Any]
+    flip: bool = False
+    crop: int = 0
+
+    def __call__(self, images, i, image_shape=None):
+        g = self.rng(i)
+        if self.crop:
+            images = random_crop(images, g, self.crop, image_shape)
+        if self.flip:
+            images = random_flip(images, g, image_shape)
+        return images
+
+
 
 class Preparation(NamedTuple):
     """How raw uint8 images (n, H, W[, C]) become model input: zero-pad to ``pad_to`` = (H', W')
@@ -140,13 +178,14 @@ def make_preparation(input_shape, mean=None, std=None, pad_to=None):
                        None if std is None else tuple(std))
 
 
-def _prepare(data, prep, image_shape, flip_rng):
-    """Rows of a dataset's stored array -> model-ready float32 (flipped with ``flip_rng`` if given)."""
+def _prepare(data, prep, image_shape, augment=None, i=0):
+    """Rows of a dataset's stored array -> model-ready float32 (augmented as batch ``i`` by
+    ``augment``, an `Augmentation`, if given)."""
     if prep is None:  # stored model-ready
-        return random_flip(data, flip_rng, image_shape) if flip_rng is not None else data
+        return augment(data, i, image_shape) if augment is not None else data
     images = prep.images(data)
-    if flip_rng is not None:
-        images = random_flip(images, flip_rng)
+    if augment is not None:
+        images = augment(images, i)
     return prep.finish(images)
 
 
@@ -190,10 +229,10 @@ class Dataset:
             self._x = _prepare(self.data, self.prep, self.image_shape, None)
         return self._x
 
-    def batch(self, idx, flip_rng=None):
-        """Batch(x, y) of the examples ``idx`` (indices or a slice), prepared, flipped with
-        ``flip_rng`` (np.random.Generator, ``random_flip``) if given."""
-        return Batch(_prepare(self.data[idx], self.prep, self.image_shape, flip_rng), self.y[idx])
+    def batch(self, idx, augment=None, i=0):
+        """Batch(x, y) of the examples ``idx`` (indices or a slice), prepared, augmented as
+        batch ``i`` by ``augment`` (`Augmentation`) if given."""
+        return Batch(_prepare(self.data[idx], self.prep, self.image_shape, augment, i), self.y[idx])
 
     def take(self, n):
         """The first n examples as one prepared Batch (e.g. a fixed diagnostics batch)."""
@@ -251,8 +290,8 @@ class StreamDataset:
         if self.length is not None and count < self.length:
             raise ValueError(f"stream ended after {count} examples, expected {self.length}")
 
-    def prepare(self, images, flip_rng=None):
-        return _prepare(images, self.prep, self.image_shape, flip_rng)
+    def prepare(self, images, augment=None, i=0):
+        return _prepare(images, self.prep, self.image_shape, augment, i)
 
     def take(self, n):
         """The first n examples (stream order) as one prepared Batch."""
@@ -280,27 +319,27 @@ class StreamDataset:
                              self.image_shape, self.buffer_size, self.check)
 
 
-def batches(ds, batch_size, rng=None, drop_last=True, start=0, flip_rng=None):
+def batches(ds, batch_size, rng=None, drop_last=True, start=0, augment=None):
     """Yield model-ready Batch(x, y) numpy batches, each prepared on its own (raw uint8 ->
-    padded -> flipped -> normalised -> reshaped). Shuffled with ``rng`` (np.random.Generator)
+    padded -> augmented -> normalised -> reshaped). Shuffled with ``rng`` (np.random.Generator)
     if given: a permutation of the whole split for a `Dataset`, a bounded shuffle buffer for a
     `StreamDataset`. ``start`` skips the first batches (resume inside an epoch; same order).
-    ``flip_rng(i)`` -> np.random.Generator flips batch i (counted from 0, skipped ones too)
-    with ``random_flip``; None: no flips."""
+    ``augment`` (`Augmentation`) augments batch i (counted from 0, skipped ones too); None:
+    no augmentation."""
     if isinstance(ds, StreamDataset):
-        yield from _stream_batches(ds, batch_size, rng, drop_last, start, flip_rng)
+        yield from _stream_batches(ds, batch_size, rng, drop_last, start, augment)
         return
     n = len(ds)
     order = rng.permutation(n) if rng is not None else np.arange(n)
     stop = n - (n % batch_size) if drop_last else n
     for i in range(start * batch_size, stop, batch_size):
         idx = order[i : i + batch_size]
-        yield ds.batch(idx, flip_rng(i // batch_size) if flip_rng is not None else None)
+        yield ds.batch(idx, augment, i // batch_size)
 
 
-def _stream_batches(ds, bs, rng, drop_last, start, flip_rng):
+def _stream_batches(ds, bs, rng, drop_last, start, augment):
     def out(i, images, labels):
-        return Batch(ds.prepare(images, flip_rng(i) if flip_rng is not None else None), labels)
+        return Batch(ds.prepare(images, augment, i), labels)
 
     if rng is None:  # stream order, rebatched
         xs, ys, count, i = [], [], 0, 0
