@@ -56,6 +56,7 @@ class StudyConfig:
     T_free: int = 60
     T_nudge: int = 15  # energy rules: nudged-phase iterations; TBP: truncation depth K
     relax_dtype: Optional[str] = None
+    rerelax_free: bool = False  # one-sided rules: beta = 0 state = T_nudge more free iterations (released code)
     lrs: Tuple[float, ...] = (0.0625, 0.0375, 0.025, 0.02, 0.0125)  # per layer (Table 5)
     momentum: float = 0.9
     weight_decay: float = 3e-4
@@ -119,6 +120,7 @@ def estimator_section(rule, cfg):
     elif rule != "rbp":
         hp["T_nudge"] = cfg.T_nudge
         hp["relax_dtype"] = cfg.relax_dtype
+        hp["rerelax_free"] = cfg.rerelax_free
         if rule != "cl":
             hp["beta"] = cfg.beta
     return hp

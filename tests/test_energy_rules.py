@@ -186,6 +186,32 @@ def test_cpl_with_beta_one_is_cl():
     assert _rel_err(other.grads["net"], cl.grads["net"]) > 1e-2
 
 
+def test_rerelax_free_continues_the_free_phase_for_the_beta0_state():
+    """rerelax_free (released code): the beta = 0 state of a one-sided rule is K more free iterations from s_*,
+    i.e. with T_free = t the free state after t + K iterations, while the perturbed phase still starts at s_*(t)."""
+    from holoeb import energy
+
+    model, params, x, y = _setup(interior=False, dtype=jnp.float32)
+    t, k = 1, 2  # far from converged, so the two beta = 0 states differ
+    longer = run("p-ep", model, params, x, y, T_free=t + k, T_nudge=k).free_state  # s_*(t + K)
+    for name, beta_b in (("p-ep", 0.25), ("cl", 1.0), ("n-ep", 0.0)):
+        plain = run(name, model, params, x, y, T_free=t, T_nudge=k)
+        rer = run(name, model, params, x, y, T_free=t, T_nudge=k, rerelax_free=True)
+        for a, b in zip(rer.free_state, plain.free_state):
+            np.testing.assert_array_equal(a, b)  # s_* itself is unchanged (and is what loss / accuracy see)
+        if name == "n-ep":  # the network is left at the larger beta, here the re-relaxed beta = 0 state
+            for a, b in zip(rer.last_state, longer):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+            continue
+        want = energy.contrast_grad(model, params["net"], x, longer, 0.0, plain.last_state, beta_b)
+        for a, b in zip(jax.tree_util.tree_leaves(rer.grads["net"]), jax.tree_util.tree_leaves(want)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * float(jnp.abs(b).max()))
+        assert _rel_err(rer.grads["net"], plain.grads["net"]) > 1e-2  # the option changes the update here
+    # at a converged free phase it changes nothing
+    conv = [run("p-ep", model, params, x, y, T_free=300, T_nudge=20, rerelax_free=r).grads["net"] for r in (False, True)]
+    assert _rel_err(conv[1], conv[0]) < 1e-4
+
+
 class _UntiedHopfield(FixedPointModel):
     """Vector-field form of the dense Hopfield net with separate forward weights wf_k
     (n_{k-1}, n_k) and backward weights wb_k (n_k, n_{k-1}); tied when wb_k = wf_k^T."""
@@ -273,6 +299,7 @@ def test_rule_structure_and_result_interface():
         ("cl", {"beta": 0.5}, "no hyper-parameter"),
         ("n-cpl", {"K": 0}, "K"),
         ("c-ep", {"relax_dtype": "int8"}, "relax_dtype"),
+        ("cl", {"rerelax_free": 1}, "rerelax_free"),
     ],
 )
 def test_bad_hyperparameters(name, hp, match):

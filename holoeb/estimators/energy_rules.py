@@ -19,6 +19,12 @@ o to y itself: one-sided, beta = 1 (it equals P-CpL with beta = 1). Each
 perturbed phase runs K iterations of the model's schedule (async Eqs. 100-101
 or sync Eq. 99) started at the free state, which runs T_free iterations.
 
+Free-state re-relaxation (``rerelax_free=True``, the study's released code): the beta = 0
+state of a one-sided rule (P / N rules and CL) is not s_* itself but K further iterations at
+beta = 0 started from s_*, as every other phase is K iterations started from s_*; with an
+unconverged free phase the two differ, and both contrasted states then had the same K
+iterations. Default False: beta = 0 is the free state (Eqs. 3, 5, 8 as printed).
+
 16-bit relaxation: with relax_dtype='bfloat16' (or 'float16') the parameters and
 input are cast for the relaxations only; the energy gradients (and therefore the
 update) are computed in the parameters' dtype from the promoted states.
@@ -64,11 +70,14 @@ def output_update(kind, y_onehot, o_free, beta, cost_scale=1.0):
 class EnergyRule(Estimator):
     """Shared machinery. free: the free phase (T = 60 iterations, Table 5; shorthand T_free);
     nudge: each perturbed phase (K = 15 iterations in the paper; shorthand T_nudge);
-    relax_dtype: dtype of the relaxations (None: the parameters')."""
+    relax_dtype: dtype of the relaxations (None: the parameters');
+    rerelax_free: the beta = 0 state of a one-sided rule is ``nudge`` more iterations at beta = 0
+    from the free state (released code) instead of the free state itself."""
 
     free: Relaxation = Relaxation(60)
     nudge: Relaxation = Relaxation(15)
     relax_dtype: str = None
+    rerelax_free: bool = False
 
     name = "energy-rule"
     requires_energy = True
@@ -80,6 +89,8 @@ class EnergyRule(Estimator):
         check_positive_int("T_nudge", self.nudge.max_steps)
         if self.relax_dtype not in RELAX_DTYPES:
             raise ConfigError(f"relax_dtype must be one of {RELAX_DTYPES}, got {self.relax_dtype!r}")
+        if not isinstance(self.rerelax_free, bool):
+            raise ConfigError(f"rerelax_free must be true or false, got {self.rerelax_free!r}")
 
     @property
     def magnitude(self):
@@ -110,9 +121,11 @@ class EnergyRule(Estimator):
         y1 = readout.one_hot(y, model.num_classes, x_r.dtype)
         states, residuals = {0.0: s0}, []
         for beta in self.phase_betas():
-            if beta == 0.0:
+            if beta == 0.0 and not self.rerelax_free:
                 continue
-            sol = phase(self.nudge, s0, output_update(self.perturbation, y1, s0[-1], beta, model.cost_scale))
+            out = energy.free_output if beta == 0.0 else output_update(self.perturbation, y1, s0[-1], beta,
+                                                                         model.cost_scale)
+            sol = phase(self.nudge, s0, out)
             states[beta] = sol.state
             residuals.append(sol.residual)
         (beta_a, beta_b) = self.phase_betas()
