@@ -11,6 +11,7 @@ a killed run stopped (same data order, rng, optimizer state and metrics). For
 datasets with more than 10 classes the history also holds val_top5_error."""
 import contextlib
 import copy
+import dataclasses
 import functools
 import fcntl
 import json
@@ -251,7 +252,7 @@ class TrainingInterrupted(RuntimeError):
 
 def _config_for_compare(cfg):
     """The settings that decide a run's results: a saved config written before a setting
-    existed gets its default, and settings that only change how a run is carried out
+    existed gets its default (a model / estimator option equal to its default counts as absent), and settings that only change how a run is carried out
     (resuming, checkpoint / logging intervals) are left out."""
     try:
         cfg = as_train_config(cfg).to_dict()
@@ -260,6 +261,20 @@ def _config_for_compare(cfg):
     c = json.loads(json.dumps(cfg))
     for k in ("resume", "checkpoint_every", "progress", "log_every"):
         c.get("training", {}).pop(k, None)
+    from holoeb.estimators import ESTIMATORS
+    from holoeb.models import MODELS
+
+    for section, registry in (("model", MODELS), ("estimator", ESTIMATORS)):  # an option at its default = absent
+        sec = c.get(section)
+        cls = registry.get(sec.get("name")) if isinstance(sec, dict) else None
+        if cls is not None and dataclasses.is_dataclass(cls):
+            for f in dataclasses.fields(cls):
+                if f.name in sec and f.name != "name" and f.default is not dataclasses.MISSING:
+                    try:
+                        if json.loads(json.dumps(f.default)) == sec[f.name]:
+                            del sec[f.name]
+                    except TypeError:  # a default that is not JSON (e.g. a Relaxation) stays as given
+                        pass
     return c
 
 
