@@ -78,6 +78,9 @@ def main():
     ap.add_argument("--only", nargs="*", help="labels from the grid, e.g. N6 true")
     ap.add_argument("--out", default="runs/table1")
     ap.add_argument("--summarize", action="store_true", help="print the table of finished runs under --out and exit")
+    ap.add_argument("--checkpoint-every", type=int, default=None,
+                    help="also checkpoint every n steps inside an epoch (long continuous-time epochs)")
+    ap.add_argument("--checkpoints-to-keep", type=int, default=2)
     args = ap.parse_args()
     if args.summarize:
         return summarize(args.out, args.epochs)
@@ -97,7 +100,9 @@ def main():
                     e["T_nudge"] = 20
                 if est["name"] != "true":
                     e["beta"] = beta
-                cfg = load_config(args.config, {"estimator": e, "training.epochs": args.epochs, "training.seed": seed})
+                cfg = load_config(args.config, {"estimator": e, "training.epochs": args.epochs, "training.seed": seed,
+                                                "training.checkpoint_every": args.checkpoint_every,
+                                                "training.checkpoints_to_keep": args.checkpoints_to_keep})
                 print(f"== {run_dir}")
                 train(cfg, run_dir)
 

@@ -197,7 +197,7 @@ def summarise(results, cfg):
     summary = {
         rule: {
             ds: dict(test=float(np.mean([r["test_error"] for r in rs])), train=float(np.mean([r["train_error"] for r in rs])),
-                     test_std=float(np.std([r["test_error"] for r in rs])), n=len(rs),
+                     test_std=float(np.std([r["test_error"] for r in rs], ddof=1)) if len(rs) > 1 else 0.0, n=len(rs),
                      free_unconverged=last(rs, "train_unconverged"), nudge_unconverged=last(rs, "train_nudge_unconverged"),
                      update_cosine_rbp=last(rs, "update_cosine_rbp"))
             for ds, rs in per.items()
@@ -211,7 +211,8 @@ def summarise(results, cfg):
         cells = []
         for d in cfg.datasets:
             s = summary.get(rule, {}).get(d)
-            cells += [f"{s['test']:.2f}" if s else "-", f"{s['train']:.2f}" if s else "-"]
+            test = f"{s['test']:.2f} +- {s['test_std']:.2f} (n={s['n']})" if s and s["n"] > 1 else (f"{s['test']:.2f}" if s else "-")
+            cells += [test, f"{s['train']:.2f}" if s else "-"]
         rows.append(f"| {rule.upper()} | " + " | ".join(cells) + " |")
     conv = ["", "Last epoch, mean over seeds: examples above the residual tolerance (free / nudged phases, %) and "
             "cosine of the update to RBP's gradient on the probe batch", "",
@@ -223,7 +224,7 @@ def summarise(results, cfg):
                 fmt = lambda v, scale, spec: "-" if v is None else format(scale * v, spec)
                 conv.append(f"| {rule.upper()} | {d} | {fmt(s_['free_unconverged'], 100, '.1f')} | "
                             f"{fmt(s_['nudge_unconverged'], 100, '.1f')} | {fmt(s_['update_cosine_rbp'], 1, '.3f')} |")
-    md = "\n".join([f"Error rates in % (mean over seeds {list(cfg.seeds)}); protocol: {json.dumps(dataclasses.asdict(cfg))}",
+    md = "\n".join([f"Error rates in % (mean +- sample std over seeds {list(cfg.seeds)}); protocol: {json.dumps(dataclasses.asdict(cfg))}",
                     "", head, sep] + rows + conv) + "\n"
     return summary, md
 

@@ -65,3 +65,18 @@ def test_bad_settings_are_named(tmp_path):
     with pytest.raises(ValueError, match="one learning rate per layer"):
         study.run_study(_cfg(tmp_path, 'rules=["cl"]', "lrs=[0.1]", "n_train=128", "n_test=128", "epochs=1"),
                         log=lambda *a: None)
+
+
+def test_summary_gives_mean_and_sample_std_over_seeds(tmp_path):
+    from holoeb.study import summarise
+
+    cfg = _cfg(tmp_path, 'rules=["cl","tbp"]')
+    errs = {"cl": [40.0, 50.0, 66.0], "tbp": [20.0]}
+    results = [dict(rule=rule, dataset="fashion_mnist", seed=i, test_error=e, train_error=e - 1.0, history=[{}])
+               for rule, es in errs.items() for i, e in enumerate(es)]
+    summary, md = summarise(results, cfg)
+    cl = summary["cl"]["fashion_mnist"]
+    assert cl["n"] == 3 and cl["test"] == pytest.approx(52.0)
+    assert cl["test_std"] == pytest.approx(np.sqrt(((40 - 52) ** 2 + (50 - 52) ** 2 + (66 - 52) ** 2) / 2))  # ddof = 1
+    assert summary["tbp"]["fashion_mnist"]["test_std"] == 0.0
+    assert f"| CL | 52.00 +- {cl['test_std']:.2f} (n=3) | 51.00 |" in md and "| TBP | 20.00 | 19.00 |" in md
