@@ -5,6 +5,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from holoeb import dynamics, make_estimator
 from holoeb.cli import main
@@ -119,3 +120,47 @@ def test_six_complex_nudged_phases_T20_compile():
         return a.state[-1].sum() + b.state[-1].sum()
 
     assert bool(jnp.isfinite(two_phases(p)))
+
+
+def test_training_compiles_its_step_once(tmp_path, monkeypatch):
+    """Issue: no recompiles during training. The training step and the evaluation are traced
+    once for a whole run (3 epochs, warm-started carry, metrics fetched every step,
+    checkpoints every epoch, diagnostics on); a resumed run traces its step once more only."""
+    import holoeb.training as training
+    from holoeb.config import load_config
+    from holoeb.data.registry import DATASETS, register_dataset
+
+    traces = {"step": 0, "eval": 0}
+
+    def counting(name, make):
+        def wrapped(*a, **k):
+            f = make(*a, **k)
+
+            def traced(*args, **kwargs):
+                traces[name] += 1  # runs only while jax traces the function
+                return f(*args, **kwargs)
+            return traced
+        return wrapped
+
+    monkeypatch.setattr(training, "make_train_step", counting("step", training.make_train_step))
+    monkeypatch.setattr(training, "make_eval_step", counting("eval", training.make_eval_step))
+    training._cached_call.cache_clear()  # a compiled evaluation of an earlier test would hide the count
+    rng = np.random.default_rng(1)
+    y = np.arange(64) % 2
+    imgs = (rng.uniform(0, 255, (64, 4, 4)) * (0.5 + 0.5 * y[:, None, None])).astype(np.uint8)
+    register_dataset("traced", lambda split, data_dir: (imgs, y), 2, (0.5,), (0.25,), flip=False)
+    over = {"model": {"name": "mlp", "in_features": 16, "hidden": [8], "num_classes": 2},
+            "estimator": {"name": "cauchy", "N": 2, "beta": 0.2, "T_free": 8, "T_nudge": 4}, "data.dataset": "traced",
+            "training.epochs": 3, "training.batch_size": 16, "training.log_every": 1, "training.warm_start": "last",
+            "diagnostics.batch_size": 16}
+    quiet = lambda *a: None
+    try:
+        hist = training.train(load_config(None, over), str(tmp_path / "a"), progress=False, log=quiet)
+        assert len(hist) == 3 and traces == {"step": 1, "eval": 1}
+        with pytest.raises(training.TrainingInterrupted):  # killed in epoch 2, then resumed
+            training.train(load_config(None, over), str(tmp_path / "b"), progress=False, log=quiet, stop_after_steps=6)
+        resumed = training.train(load_config(None, over), str(tmp_path / "b"), progress=False, log=quiet)
+    finally:
+        DATASETS.pop("traced")
+        training._cached_call.cache_clear()
+    assert len(resumed) == 3 and traces == {"step": 3, "eval": 1}
