@@ -1,30 +1,43 @@
 #!/usr/bin/env bash
-# The long protocols of the seeded comparisons, for a background process on one pinned core.
-# Run directories live under experiments/results/ so that finished runs (and, for the 3-hour
-# continuous-time seeds, the latest checkpoint) can be committed and a later session resumes them:
+# The long protocols of the seeded comparisons, each for a background process on one pinned core.
+# Run directories live under experiments/results/ and are committed with their checkpoints as they
+# go, so a later session resumes them (a finished run is skipped, a killed one continues from its
+# last checkpoint):
 #
-#   setsid nohup bash experiments/long_runs.sh study  0 > study.log  2>&1 &   # core 0
-#   setsid nohup bash experiments/long_runs.sh table1 1 > table1.log 2>&1 &   # core 1
+#   setsid nohup bash experiments/long_runs.sh study 0 '["tbp","rbp","cl","p-ep","n-ep"]' > study0.log 2>&1 &
+#   setsid nohup bash experiments/long_runs.sh study 1 '["c-ep","p-cpl","n-cpl","c-cpl"]' > study1.log 2>&1 &
+#   bash experiments/long_runs.sh study_table      # once every run has finished: results.json + table.md
 #
-# study:  the seven energy-based rules + TBP + RBP on the CPU protocol (narrow DCHN, 10k
-#         Fashion-MNIST images, 4 epochs), seed 0 for every rule first, then seeds 1 and 2, then
-#         one pass over all three seeds that only reassembles results.json / table.md.
+# study [CORE [RULES]]: the seven energy-based rules + TBP + RBP (or the JSON list RULES) on the CPU
+#         protocol (narrow DCHN, 10k Fashion-MNIST images, 4 epochs), seed 0 for every rule first,
+#         then seeds 1 and 2.
+# study_table: reassemble experiments/results/study_cpu/results.json and table.md from the finished
+#         runs of all rules and seeds 0-2 (it trains any run that is missing).
 # table1: generalized hEP Table 1, continuous-time column at |beta| = 0.5, 10 epochs, seeds 0-2
 #         (the N=1/2/6/true columns are in experiments/results/table1_fmnist_10epochs.md).
-# cl_ablation: CL on the narrow DCHN, 1 epoch on 5,120 images, no augmentation, with every choice of the
-#         released code (experiments/comparative_study_released.json) except one, seeds 0-2: which
-#         of (a) warm start, (b) beta = 0 re-relaxation, (c) odd-first async order, (d) first-max
-#         pool ties, (f) bias bound 0.5 the training depends on (experiments/results/cl_diagnosis.md).
+# cl_ablation: CL on the narrow DCHN, 1 epoch on 5,120 images, no augmentation, with every choice of
+#         the released code (experiments/comparative_study_released.json) except one, seeds 0-2:
+#         which of (a) warm start, (b) beta = 0 re-relaxation, (c) odd-first async order, (d)
+#         first-max pool ties, (f) bias bound 0.5 the training depends on
+#         (experiments/results/cl_diagnosis.md).
+# p_rules: P-EP and P-CpL in the same 1-epoch protocol, with the released code's choices and with
+#         holoeb's defaults, seeds 0-2.
 set -u
 cd "$(dirname "$0")/.."
-what=${1:?study, table1 or cl_ablation}
+export PYTHONUNBUFFERED=1
+what=${1:?study, study_table, table1, cl_ablation or p_rules}
 core=${2:-0}
 pin="taskset -c $core"
+short="--set n_train=5120 --set epochs=1 --set random_flip=false --set random_crop=0"
 case $what in
   study)
-    for seeds in "[0]" "[1]" "[2]" "[0,1,2]"; do
-      $pin holoeb study --set seeds=$seeds --set out_dir=experiments/results/study_cpu --no-progress || exit 1
+    rules=${3:-}
+    for seed in 0 1 2; do
+      $pin holoeb study ${rules:+--set "rules=$rules"} --set seeds=[$seed] --set out_dir=experiments/results/study_cpu \
+        --no-progress || exit 1
     done ;;
+  study_table)
+    $pin holoeb study --set seeds=[0,1,2] --set out_dir=experiments/results/study_cpu --no-progress ;;
   table1)
     $pin python3 experiments/table1.py --only continuous --betas 0.5 --epochs 10 --seeds 3 \
       --out experiments/results/table1_fmnist --checkpoint-every 200 --checkpoints-to-keep 1 ;;
@@ -33,10 +46,18 @@ case $what in
                      [c-even-first]="schedule=async" [d-split-ties]="pool_ties=split" [f-bias-gain]="bias_gain=null")
     for seed in 0 1 2; do
       for name in a-zero-start b-no-rerelax c-even-first d-split-ties f-bias-gain; do
-        $pin holoeb study --config experiments/comparative_study_released.json --set 'rules=["cl"]' \
-          --set n_train=5120 --set epochs=1 --set random_flip=false --set random_crop=0 --set seeds=[$seed] \
-          --set ${drop[$name]} --set out_dir=experiments/results/cl_ablation/$name --no-progress || exit 1
+        $pin holoeb study --config experiments/comparative_study_released.json --set 'rules=["cl"]' $short \
+          --set seeds=[$seed] --set ${drop[$name]} --set out_dir=experiments/results/cl_ablation/$name --no-progress || exit 1
       done
     done ;;
-  *) echo "unknown protocol '$what': study, table1 or cl_ablation" >&2; exit 2 ;;
+  p_rules)
+    for seed in 0 1 2; do
+      for rule in p-ep p-cpl; do
+        $pin holoeb study --config experiments/comparative_study_released.json --set "rules=[\"$rule\"]" $short \
+          --set seeds=[$seed] --set out_dir=experiments/results/p_rules/released --no-progress || exit 1
+        $pin holoeb study --set "rules=[\"$rule\"]" $short --set seeds=[$seed] \
+          --set out_dir=experiments/results/p_rules/default --no-progress || exit 1
+      done
+    done ;;
+  *) echo "unknown protocol '$what': study, study_table, table1, cl_ablation or p_rules" >&2; exit 2 ;;
 esac
