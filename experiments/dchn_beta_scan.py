@@ -17,6 +17,7 @@ beta that depends on the batch. ``--pool-ties first`` repeats the scan with the 
 tie rule.
 
     python experiments/dchn_beta_scan.py [--pool-ties split|first] [--batch 32]
+    python experiments/dchn_beta_scan.py --params experiments/results/study_cpu/fashion_mnist-p-ep-seed0   # trained
 """
 import argparse
 
@@ -31,6 +32,7 @@ from holoeb.estimators import make_estimator
 from holoeb.estimators.base import assemble_grads, rbp_delta
 from holoeb.linear_solve import SolveConfig
 from holoeb.models import make_model
+from holoeb.params_io import load_run
 from holoeb.solvers import Relaxation
 from holoeb.time_resolved import _tree_rel, free_fixed_point, frozen_free
 
@@ -42,10 +44,15 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--T-free", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--params", help="a run directory: its model and latest parameters instead of an initialisation")
+    ap.add_argument("--betas", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 5e-2, 0.25])
     args = ap.parse_args()
-    cfg = load_config(args.config)
-    model = make_model(cfg.model.name, **dict(cfg.model.kwargs, pool_ties=args.pool_ties))
-    params = model.init(jax.random.PRNGKey(args.seed))
+    if args.params:
+        cfg, model, params = load_run(args.params)
+    else:
+        cfg = load_config(args.config)
+        model = make_model(cfg.model.name, **dict(cfg.model.kwargs, pool_ties=args.pool_ties))
+        params = model.init(jax.random.PRNGKey(args.seed))
     x, y = load_dataset(cfg.data.dataset, "test", model.input_shape, cfg.data.data_dir, args.batch, True).take(args.batch)
     batch = dynamics.Batch(jnp.asarray(x), jnp.asarray(y))
     u, res = free_fixed_point(model, params, batch.x, Relaxation(args.T_free))
@@ -58,14 +65,15 @@ def main():
         upd = lambda s, g: energy.layer_update(model, net, s, drive, g, energy.nudged_output(y1, beta, model.cost_scale))
         return jax.jit(lambda: Relaxation(60).run_layers(upd, u, model.schedule).state)()
 
-    print(f"DCHN {cfg.model.kwargs.get('channels')}, pool_ties={args.pool_ties}, batch {args.batch}, "
+    print(f"DCHN {cfg.model.kwargs.get('channels')}, {args.params or 'init seed %d' % args.seed}, "
+          f"pool_ties={model.pool_ties}, batch {args.batch}, "
           f"free residual {float(jnp.max(res)):.1e}\n")
     print("| beta | max \\|s_beta - s_*\\| | examples moved > 10 \\|beta\\| |\n|---|---|---|")
-    for mag in (1e-4, 1e-3, 1e-2, 5e-2):
+    for mag in args.betas:
         for beta in (mag, -mag):
             s = nudged(beta)
             per = jnp.sqrt(sum(jnp.sum((a - b).reshape(a.shape[0], -1) ** 2, 1) for a, b in zip(s, u)))
-            print(f"| {beta:+.0e} | {float(jnp.max(per)):.2e} | {int(jnp.sum(per > 10 * abs(beta)))}/{args.batch} |", flush=True)
+            print(f"| {beta:+.2g} | {float(jnp.max(per)):.2e} | {int(jnp.sum(per > 10 * abs(beta)))}/{args.batch} |", flush=True)
     print("\n| rule | beta | K = 15: rel. distance to RBP (cosine) | K = 60 |\n|---|---|---|---|")
     for rule in ("p-ep", "n-ep", "c-ep"):
         for beta in (0.05, 0.01, 0.002):
