@@ -27,20 +27,20 @@ import jax.numpy as jnp
 from holoeb import dynamics, energy, readout
 from holoeb.config import load_config
 from holoeb.data.registry import load_dataset
-from holoeb.diagnostics import tree_cosine
+from holoeb.diagnostics import tree_cosine, tree_relative_distance
 from holoeb.estimators import make_estimator
 from holoeb.estimators.base import assemble_grads, rbp_delta
 from holoeb.linear_solve import SolveConfig
 from holoeb.models import make_model
 from holoeb.params_io import load_run
 from holoeb.solvers import Relaxation
-from holoeb.time_resolved import _tree_rel, free_fixed_point, frozen_free
+from holoeb.time_resolved import free_fixed_point, frozen_free
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="experiments/gdu_dchn_narrow.json")
-    ap.add_argument("--pool-ties", default="split")
+    ap.add_argument("--pool-ties", default=None, help="split (default) or first; not with --params (the run's own)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--T-free", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
@@ -48,10 +48,12 @@ def main():
     ap.add_argument("--betas", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 5e-2, 0.25])
     args = ap.parse_args()
     if args.params:
+        if args.pool_ties is not None:
+            ap.error("--pool-ties applies to an initialisation; a --params run keeps its own pool_ties")
         cfg, model, params = load_run(args.params)
     else:
         cfg = load_config(args.config)
-        model = make_model(cfg.model.name, **dict(cfg.model.kwargs, pool_ties=args.pool_ties))
+        model = make_model(cfg.model.name, **dict(cfg.model.kwargs, pool_ties=args.pool_ties or "split"))
         params = model.init(jax.random.PRNGKey(args.seed))
     x, y = load_dataset(cfg.data.dataset, "test", model.input_shape, cfg.data.data_dir, args.batch, True).take(args.batch)
     batch = dynamics.Batch(jnp.asarray(x), jnp.asarray(y))
@@ -81,7 +83,7 @@ def main():
             for K in (15, 60):
                 est = frozen_free(make_estimator(rule, beta=beta, T_nudge=K))
                 g = jax.jit(lambda p, b, u0: est(model, p, b, None, u0))(params, batch, u).grads["net"]
-                cells.append(f"{float(_tree_rel(g, g_rbp)):.3g} ({float(tree_cosine(g, g_rbp)):.3f})")
+                cells.append(f"{float(tree_relative_distance(g, g_rbp)):.3g} ({float(tree_cosine(g, g_rbp)):.3f})")
             print(f"| {rule} | {beta} | {' | '.join(cells)} |", flush=True)
 
 

@@ -43,6 +43,14 @@ def tree_cosine(a, b):
     return per_example_cosine(flat(a), flat(b))[0]
 
 
+def tree_relative_distance(a, b):
+    """||a - b|| / ||b|| over two pytrees of the same structure (complex leaves by modulus)."""
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    num = sum(jnp.sum(jnp.abs(x - y) ** 2) for x, y in zip(la, lb))
+    den = sum(jnp.sum(jnp.abs(y) ** 2) for y in lb)
+    return jnp.sqrt(num / den)
+
+
 def weight_angles(model, params):
     """Angle in degrees between forward weights and transposed backward weights,
     {name: angle}; empty for models without reciprocal weights."""

@@ -27,19 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from holoeb import dynamics
-from holoeb.diagnostics import layer_cosines, tree_cosine
+from holoeb.diagnostics import layer_cosines, tree_cosine, tree_relative_distance
 from holoeb.errors import ConfigError
 from holoeb.estimators import make_estimator
 from holoeb.estimators.base import assemble_grads, rbp_delta
 from holoeb.linear_solve import SolveConfig
 from holoeb.solvers import Relaxation
-
-
-def _tree_rel(a, b):
-    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    num = sum(jnp.sum(jnp.abs(x - y) ** 2) for x, y in zip(la, lb))
-    den = sum(jnp.sum(jnp.abs(y) ** 2) for y in lb)
-    return jnp.sqrt(num / den)
 
 
 def frozen_free(estimator):
@@ -90,7 +83,7 @@ def time_resolved_check(model, params, batch, rules, K, free=Relaxation(150), so
         t = call(tbp.truncated(k))
         g_t = t.grads["net"]
         out["tbp"]["cosine_rbp"].append(float(tree_cosine(g_t, g_rbp)))
-        out["tbp"]["rel_rbp"].append(float(_tree_rel(g_t, g_rbp)))
+        out["tbp"]["rel_rbp"].append(float(tree_relative_distance(g_t, g_rbp)))
         if return_grads:
             out["tbp"]["grads"].append(t.grads)
         for label, est in runs.items():
@@ -98,9 +91,9 @@ def time_resolved_check(model, params, batch, rules, K, free=Relaxation(150), so
             g = r.grads["net"]
             rec = out[label]
             rec["cosine_tbp"].append(float(tree_cosine(g, g_t)))
-            rec["rel_tbp"].append(float(_tree_rel(g, g_t)))
+            rec["rel_tbp"].append(float(tree_relative_distance(g, g_t)))
             rec["cosine_rbp"].append(float(tree_cosine(g, g_rbp)))
-            rec["rel_rbp"].append(float(_tree_rel(g, g_rbp)))
+            rec["rel_rbp"].append(float(tree_relative_distance(g, g_rbp)))
             rec["error_cosine_tbp"].append(np.asarray(layer_cosines(r.error, t.error)).tolist())
             if return_grads:
                 rec["grads"].append(r.grads)
