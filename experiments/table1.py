@@ -13,8 +13,10 @@ be resumed or run in several processes.
 import argparse
 import json
 import os
+import sys
 
 from holoeb.config import load_config
+from holoeb.errors import HoloebError
 from holoeb.training import train
 
 GRID = [
@@ -82,6 +84,11 @@ def main():
                     help="also checkpoint every n steps inside an epoch (long continuous-time epochs)")
     ap.add_argument("--checkpoints-to-keep", type=int, default=2)
     args = ap.parse_args()
+    for flag, value, low in (("--checkpoint-every", args.checkpoint_every, 0),
+                             ("--checkpoints-to-keep", args.checkpoints_to_keep, 1), ("--epochs", args.epochs, 1),
+                             ("--seeds", args.seeds, 1)):
+        if value is not None and value < low:
+            ap.error(f"{flag} must be an integer >= {low}, got {value}")
     if args.summarize:
         return summarize(args.out, args.epochs)
     for beta in args.betas:
@@ -108,4 +115,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except HoloebError as e:  # a config the library refuses: one line naming it, exit 2
+        print(f"table1.py: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -229,3 +229,15 @@ def test_run_config_comparison_treats_an_option_at_its_default_as_absent():
         other = json.loads(json.dumps(cfg))
         other[section][key] = value
         assert _config_for_compare(other) != _config_for_compare(cfg), key
+
+
+@pytest.mark.parametrize("flag, value", [("--checkpoint-every", "-3"), ("--checkpoints-to-keep", "0"),
+                                         ("--epochs", "0")])
+def test_table1_script_refuses_bad_counts_with_one_line(tmp_path, flag, value):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "experiments/table1.py"), "--only", "N2", "--epochs", "1",
+                          "--out", str(tmp_path), flag, value], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and flag in out.stderr.strip().splitlines()[-1]
+    assert not os.listdir(tmp_path)  # nothing was trained
