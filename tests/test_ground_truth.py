@@ -119,3 +119,16 @@ def test_tbp_tends_to_rbp(x64):
     errs = [tree_rel(run(make_estimator("tbp", K=K, T_free=400), m, p, b).grads, r.grads) for K in (2, 8, 60)]
     assert errs[0] > errs[1] > errs[2]
     assert errs[2] < 1e-8
+
+
+@pytest.mark.parametrize("schedule", ["sync", "async", "async_odd_first"])
+def test_tbp_error_vector_tends_to_rbp_delta_for_every_schedule(x64, schedule):
+    """u = sweep(u) + c has the fixed point of u = Phi(u) + c whatever the layer order, so
+    TBP's dL/dc tends to RBP's delta = (I - Phi'^T)^{-1} dL/du in every layer, async too."""
+    m, p, b = small_problem(model="hopfield", schedule=schedule)
+    r = run(make_estimator("rbp", **EXACT), m, p, b)
+    t = run(make_estimator("tbp", K=200, T_free=400), m, p, b)
+    for l, (e, d) in enumerate(zip(t.error, r.error)):
+        assert float(jnp.linalg.norm(d)) > 1e-3, l  # every layer carries error signal
+        assert float(jnp.linalg.norm(e - d) / jnp.linalg.norm(d)) < 1e-8, (schedule, l)
+    assert tree_rel(t.grads, r.grads) < 1e-8

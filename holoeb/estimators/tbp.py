@@ -2,10 +2,11 @@
 free dynamics started at the (gradient-stopped) free state (comparative study,
 Sec. 4 baseline).
 
-Its error vector is the sum over the K unrolled steps of the adjoints
-dL/du_t, i.e. the truncated Neumann series sum_{t<K} (Phi'^T)^t dL/du, obtained as
-the gradient of the loss with respect to a zero constant added to every step;
-it tends to RBP's delta as K grows.
+Its error vector is the sum over the K unrolled steps of the adjoints of the
+layer values each step produces, i.e. the truncated Neumann series
+sum_{t<K} (Phi'^T)^t dL/du for a synchronous sweep, obtained as the gradient of the
+loss with respect to a zero constant added to every layer where the sweep updates it;
+it tends to RBP's delta as K grows, for synchronous and asynchronous sweeps alike.
 """
 import dataclasses
 
@@ -39,8 +40,13 @@ class TBP(Estimator):
 
         def total_loss(p, c):
             drive = model.drive(p["net"], x)
-            phi = scheduled(lambda u, g: model.phi_layers(p["net"], u, drive, g), schedule)
-            step = lambda u: tuple(a + b for a, b in zip(phi(u), c))
+            # c_l is added to layer l where it is updated, inside the sweep: in an async sweep
+            # the second half then sees the first half's perturbed values, so u = sweep(u) + c
+            # has the fixed point of u = Phi(u) + c for every schedule and dL/dc tends to RBP's
+            # delta (added after the whole sweep, a first-half layer's c would be overwritten
+            # before any layer reads it, and its error would be identically zero)
+            update = lambda u, g: tuple(v + c[l] for l, v in zip(g, model.phi_layers(p["net"], u, drive, g)))
+            step = scheduled(update, schedule)
             u = jax.lax.fori_loop(0, self.K, lambda i, v: step(v), u_free)
             return jnp.sum(model.cost(p, u, y))
 
