@@ -12,7 +12,9 @@ writes a Table-1-like summary (train / test error per rule, mean over seeds) to
 
 Protocols (``PROTOCOLS``):
   cpu   (default) DCHN with channels 16-32-64-64 (Table 5 architecture, 8x narrower),
-        gain 1.0, on a Fashion-MNIST subset (10k train / full 10k test), 4 epochs,
+        gain 0.5 (Table 5; at gain 1.0 the first steps clamp layer 4 and TBP / RBP die at 90%:
+        experiments/results/study_cpu_diagnosis.md), on a Fashion-MNIST subset (10k train /
+        full 10k test), 4 epochs,
         T=60, T_nudge=15, beta=0.25, Table 5 lrs;
   dense dense Hopfield 1024-512-256-10, gain 0.5, same subset, 5 epochs;
   paper DCHN of Table 5 on the full datasets, 100 epochs, 3 seeds.
@@ -47,7 +49,7 @@ class StudyConfig:
     model: str = "dchn"  # dchn | hopfield
     hidden: Tuple[int, ...] = (512, 256)  # dense Hopfield widths
     channels: Tuple[int, ...] = (16, 32, 64, 64)  # DCHN channels (Table 5: 128, 256, 512, 512)
-    gains: Tuple[float, ...] = (1.0,)
+    gains: Tuple[float, ...] = (0.5,)  # Table 5 (the CL comparison with the released code ran at 1.0)
     bias_gain: Optional[float] = None  # DCHN bias init bound bias_gain/sqrt(fan_in) (null: the gain; released code: 0.5)
     schedule: str = "async"
     pool_ties: str = "split"  # DCHN max-pool derivative at tied maxima: split (JAX) or first (released code / PyTorch)

@@ -140,6 +140,7 @@ def test_study_config_translates_to_the_training_config():
     assert t.estimator.kwargs["rerelax_free"] is True and t.training.warm_start == "last"
     assert (t.model.kwargs["schedule"], t.model.kwargs["pool_ties"], t.model.kwargs["bias_gain"]) == ("async_odd_first", "first", 0.5)
     assert (t.data.random_flip, t.data.random_crop) == (True, 2)
+    assert t.model.kwargs["gains"] == [1.0] * 5  # the gain both codes were compared at (the study's default is 0.5)
     dchn = train_config(load_study_config("paper"), "p-ep", "fashion_mnist", 0).model.kwargs
     assert (dchn["in_channels"], dchn["image_size"], dchn["channels"]) == (1, 32, [128, 256, 512, 512])
     with pytest.raises(ConfigError, match=r"lrs\[1\]: expected a number"):

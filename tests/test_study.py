@@ -25,7 +25,7 @@ def test_protocols_follow_table5_and_the_authors_cost():
     assert paper.channels == (128, 256, 512, 512) and paper.gains == (0.5,) and paper.epochs == 100
     assert paper.lrs == (0.0625, 0.0375, 0.025, 0.02, 0.0125) and paper.batch_size == 128
     cpu = study.config_from_args(p.parse_args([]))
-    assert cpu.model == "dchn" and len(cpu.lrs) == len(cpu.channels) + 1
+    assert cpu.model == "dchn" and len(cpu.lrs) == len(cpu.channels) + 1 and cpu.gains == (0.5,)
     for cfg in (paper, cpu):
         assert (cfg.beta, cfg.cost_scale, cfg.T_free, cfg.T_nudge) == (0.25, 0.5, 60, 15)
 
