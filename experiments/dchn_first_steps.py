@@ -6,7 +6,7 @@ its warm start). It shows how a network dies: once (almost) every unit of a laye
 the clamp, sigma' = 0 there, the output no longer depends on the layers below and every
 hidden error vector is zero (Scellier, Ernoult, Kendall, Kumar, arXiv:2312.15103, Eq. 98).
 
-    python experiments/dchn_first_steps.py --rule tbp --steps 12 --out experiments/results/dchn_first_steps/tbp_gain1
+    python experiments/dchn_first_steps.py --rule tbp --steps 12 --set gains=[1.0] --out experiments/results/dchn_first_steps/tbp_gain1
     python experiments/dchn_first_steps.py --rule tbp --steps 12 --set gains=[0.5] --out .../tbp_gain05
 
 writes OUT.md (the table) and OUT.png (fractions clamped at 0 and loss against the step).
@@ -24,12 +24,14 @@ from holoeb import dynamics, study, training
 from holoeb.config import as_train_config
 from holoeb.data.pipeline import batches
 from holoeb.data.registry import load_dataset
-from holoeb.errors import HoloebError
+from holoeb.errors import ConfigError, HoloebError
 from holoeb.optim import make_optimizer
 
 
 def first_steps(rule, sets, steps, seed=0):
     scfg = study.load_study_config("cpu", sets=sets)
+    if scfg.model != "dchn":
+        raise ConfigError(f"dchn_first_steps.py follows the DCHN's layers; got model={scfg.model!r}")
     cfg = as_train_config(study.train_config(scfg, rule, "fashion_mnist", seed))
     model, est = training.build(cfg)
     bs = cfg.training.batch_size
