@@ -26,24 +26,22 @@ import numpy as np
 from holoeb import dynamics, study, training
 from holoeb.config import as_train_config
 from holoeb.data.registry import load_dataset
+from holoeb.optim import base_lr_tree
 
-LRS = (0.0625, 0.0375, 0.025, 0.02, 0.0125)  # Table 5, comparative study
-
-
-def one_step(channels, scale, seed, n, gain):
-    sets = [f"channels={list(channels)}", f"gains=[{gain}]"]
+def one_step(channels, scale, seed, batch, gain):
+    """(loss, loss after the step, per-layer relative state change, seconds) of one plain SGD
+    step along TBP's gradient, with the study's per-layer rates of layers 2-5 times ``scale``."""
+    lrs = study.StudyConfig.lrs
+    sets = [f"channels={list(channels)}", f"gains=[{gain}]", f"lrs={[lrs[0]] + [lr * scale for lr in lrs[1:]]}"]
     cfg = as_train_config(study.train_config(study.load_study_config("cpu", sets=sets), "tbp", "fashion_mnist", seed))
     model, est = training.build(cfg)
-    x, y = load_dataset("fashion_mnist", "train", model.input_shape, None, n, True).take(n)
-    batch = dynamics.Batch(jnp.asarray(x), jnp.asarray(y))
     params = model.init(jax.random.split(jax.random.PRNGKey(seed))[1])  # the training loop's init key
-    lrs = [LRS[0]] + [lr * scale for lr in LRS[1:]]
+    eta = base_lr_tree(cfg.optimizer, params)  # the trainer's per-parameter rates (layer_lrs)
 
     @jax.jit
     def measure(params):
         res = est(model, params, batch, jax.random.PRNGKey(0))
-        net = {k: v - lrs[int(k[1:]) - 1] * res.grads["net"][k] for k, v in params["net"].items()}
-        new = dict(params, net=net)
+        new = jax.tree_util.tree_map(lambda v, g, e: v - e * g, params, res.grads, eta)
         free_new, _ = est.free_phase(model, new, batch.x)
         loss_new = dynamics.loss_at(model, new, free_new.state, batch.y)
         rel = [jnp.linalg.norm(a - b) / jnp.linalg.norm(b) for a, b in zip(free_new.state, res.free_state)]
@@ -67,9 +65,13 @@ def main():
         ap.error("--batch >= 1, --seeds non-empty, --scales > 0 and --gain > 0")
     cases = [("full 128-256-512-512", (128, 256, 512, 512), 1.0)]
     cases += [(f"narrow 16-32-64-64, lr x{s:g} (layers 2-5)", (16, 32, 64, 64), s) for s in args.scales]
+    # both widths take the same input: load the images once
+    shape = training.build(study.train_config(study.load_study_config("cpu"), "tbp", "fashion_mnist", 0))[0].input_shape
+    x, y = load_dataset("fashion_mnist", "train", shape, None, args.batch, True).take(args.batch)
+    batch = dynamics.Batch(jnp.asarray(x), jnp.asarray(y))
     rows = []
     for label, channels, scale in cases:
-        out = [one_step(channels, scale, seed, args.batch, args.gain) for seed in args.seeds]
+        out = [one_step(channels, scale, seed, batch, args.gain) for seed in args.seeds]
         rel = np.mean([o[2] for o in out], 0)
         dl = np.mean([(o[1] - o[0]) / o[0] for o in out])
         rows.append(f"| {label} | {np.mean([o[0] for o in out]):.3f} | {100 * dl:+.2f} | "
