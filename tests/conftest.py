@@ -1,3 +1,12 @@
+import os
+
+# The suite is compile-bound (hundreds of small jitted programs, each run a few times): LLVM at
+# optimisation level 0 compiles them ~40% faster on this CPU and the numerics the tests assert do
+# not depend on it. Subprocesses started by the tests inherit the flag; a user's XLA_FLAGS that
+# already sets the level wins.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+
 import holoeb  # noqa: F401
 import jax
 import jax.numpy as jnp
