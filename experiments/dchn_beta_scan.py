@@ -18,6 +18,7 @@ tie rule.
 
     python experiments/dchn_beta_scan.py [--pool-ties split|first] [--batch 32]
     python experiments/dchn_beta_scan.py --params experiments/results/study_cpu/fashion_mnist-p-ep-seed0   # trained
+    python experiments/dchn_beta_scan.py --params RUN --float64   # rounding vs non-smoothness
 """
 import argparse
 
@@ -46,7 +47,12 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--params", help="a run directory: its model and latest parameters instead of an initialisation")
     ap.add_argument("--betas", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 5e-2, 0.25])
+    ap.add_argument("--float64", action="store_true",
+                    help="parameters, images and states in float64: separates float32 rounding from non-smoothness")
+    ap.add_argument("--rule-betas", type=float, nargs="+", default=[0.05, 0.01, 0.002])
     args = ap.parse_args()
+    if args.float64:
+        jax.config.update("jax_enable_x64", True)
     if args.params:
         if args.pool_ties is not None:
             ap.error("--pool-ties applies to an initialisation; a --params run keeps its own pool_ties")
@@ -56,11 +62,13 @@ def main():
         model = make_model(cfg.model.name, **dict(cfg.model.kwargs, pool_ties=args.pool_ties or "split"))
         params = model.init(jax.random.PRNGKey(args.seed))
     x, y = load_dataset(cfg.data.dataset, "test", model.input_shape, cfg.data.data_dir, args.batch, True).take(args.batch)
-    batch = dynamics.Batch(jnp.asarray(x), jnp.asarray(y))
+    dtype = jnp.float64 if args.float64 else jnp.float32
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
+    batch = dynamics.Batch(jnp.asarray(x, dtype), jnp.asarray(y))
     u, res = free_fixed_point(model, params, batch.x, Relaxation(args.T_free))
     delta, _ = rbp_delta(model, params, batch, u, SolveConfig(1e-8, 20, 50))
     g_rbp = assemble_grads(model, params, batch, u, delta)["net"]
-    net, y1 = params["net"], readout.one_hot(batch.y, model.num_classes, jnp.float32)
+    net, y1 = params["net"], readout.one_hot(batch.y, model.num_classes, dtype)
     drive = model.drive(net, batch.x)
 
     def nudged(beta):
@@ -68,7 +76,7 @@ def main():
         return jax.jit(lambda: Relaxation(60).run_layers(upd, u, model.schedule).state)()
 
     print(f"DCHN {cfg.model.kwargs.get('channels')}, {args.params or 'init seed %d' % args.seed}, "
-          f"pool_ties={model.pool_ties}, batch {args.batch}, "
+          f"pool_ties={model.pool_ties}, batch {args.batch}, {jnp.dtype(dtype).name}, "
           f"free residual {float(jnp.max(res)):.1e}\n")
     print("| beta | max \\|s_beta - s_*\\| | examples moved > 10 \\|beta\\| |\n|---|---|---|")
     for mag in args.betas:
@@ -78,7 +86,7 @@ def main():
             print(f"| {beta:+.2g} | {float(jnp.max(per)):.2e} | {int(jnp.sum(per > 10 * abs(beta)))}/{args.batch} |", flush=True)
     print("\n| rule | beta | K = 15: rel. distance to RBP (cosine) | K = 60 |\n|---|---|---|---|")
     for rule in ("p-ep", "n-ep", "c-ep"):
-        for beta in (0.05, 0.01, 0.002):
+        for beta in args.rule_betas:
             cells = []
             for K in (15, 60):
                 est = frozen_free(make_estimator(rule, beta=beta, T_nudge=K))
