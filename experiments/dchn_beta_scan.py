@@ -29,6 +29,7 @@ from holoeb import dynamics, energy, readout
 from holoeb.config import load_config
 from holoeb.data.registry import load_dataset
 from holoeb.diagnostics import tree_cosine, tree_relative_distance
+from holoeb.errors import ConfigError
 from holoeb.estimators import make_estimator
 from holoeb.estimators.base import assemble_grads, rbp_delta
 from holoeb.linear_solve import SolveConfig
@@ -51,6 +52,11 @@ def main():
                     help="parameters, images and states in float64: separates float32 rounding from non-smoothness")
     ap.add_argument("--rule-betas", type=float, nargs="+", default=[0.05, 0.01, 0.002])
     args = ap.parse_args()
+    try:  # a bad --rule-betas value is refused here, before any relaxation
+        rules = {(rule, beta, K): frozen_free(make_estimator(rule, beta=beta, T_nudge=K))
+                 for rule in ("p-ep", "n-ep", "c-ep") for beta in args.rule_betas for K in (15, 60)}
+    except ConfigError as e:
+        ap.error(f"--rule-betas: {e}")
     if args.float64:
         jax.config.update("jax_enable_x64", True)
     if args.params:
@@ -89,7 +95,7 @@ def main():
         for beta in args.rule_betas:
             cells = []
             for K in (15, 60):
-                est = frozen_free(make_estimator(rule, beta=beta, T_nudge=K))
+                est = rules[(rule, beta, K)]
                 g = jax.jit(lambda p, b, u0: est(model, p, b, None, u0))(params, batch, u).grads["net"]
                 cells.append(f"{float(tree_relative_distance(g, g_rbp)):.3g} ({float(tree_cosine(g, g_rbp)):.3f})")
             print(f"| {rule} | {beta} | {' | '.join(cells)} |", flush=True)
