@@ -18,7 +18,6 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from holoeb import dynamics, study, training
 from holoeb.config import as_train_config
@@ -44,20 +43,20 @@ def first_steps(rule, sets, steps, seed=0):
     warm = cfg.training.warm_start != "none"
     L = model.num_layers
 
-    @jax.jit
+    def probe(params, new, grads, res):
+        net, g, dn = params["net"], grads["net"], new["net"]
+        return dict(at_zero=jnp.stack([jnp.mean(s <= 0) for s in res.free_state[:-1]]),
+                    at_one=jnp.stack([jnp.mean(s >= 1) for s in res.free_state[:-1]]),
+                    grad=jnp.stack([jnp.linalg.norm(g[f"w{k}"]) for k in range(1, L + 1)]),
+                    update=jnp.stack([jnp.linalg.norm(dn[f"w{k}"] - net[f"w{k}"]) for k in range(1, L + 1)]))
+
+    _, train_step = training.config_train_step(cfg, model, est, tx, probe)  # the training loop's own step
+    train_step = jax.jit(train_step)
+
     def step(params, opt, batch, rng, carry):
-        res = est(model, params, batch, rng, carry)
-        updates, opt = tx.update(res.grads, opt, params)
-        new = optax.apply_updates(params, updates)
-        left = res.last_state if (warm and res.last_state is not None) else res.free_state
-        net, g, dn = params["net"], res.grads["net"], new["net"]
-        row = dict(loss=res.loss, accuracy=res.accuracy,
-                   at_zero=jnp.stack([jnp.mean(s <= 0) for s in res.free_state[:-1]]),
-                   at_one=jnp.stack([jnp.mean(s >= 1) for s in res.free_state[:-1]]),
-                   grad=jnp.stack([jnp.linalg.norm(g[f"w{k}"]) for k in range(1, L + 1)]),
-                   update=jnp.stack([jnp.linalg.norm(dn[f"w{k}"] - net[f"w{k}"]) for k in range(1, L + 1)]))
-        next_carry = tuple(jnp.real(v).astype(u.dtype) for v, u in zip(left, carry)) if warm else carry
-        return new, opt, row, next_carry
+        if warm:
+            return train_step(params, opt, batch, rng, carry)
+        return train_step(params, opt, batch, rng) + (carry,)
 
     carry = model.init_state(jnp.zeros((bs,) + tuple(model.input_shape), jnp.float32))
     rows = []

@@ -60,7 +60,7 @@ def residual_stats(residual, tol):
 
 
 def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=None, homeo_normalize="per_unit",
-                    tol=CONVERGED_TOL, skip_unconverged=False, warm_start="none"):
+                    tol=CONVERGED_TOL, skip_unconverged=False, warm_start="none", probe=None):
     """step(params, opt_state, batch, rng) -> (params, opt_state, metrics); the gradient is the
     estimator's plus lam * dL_homeo/dtheta (holoeb.homeostasis, normalisation ``homeo_normalize``).
     Nothing is applied unless the loss, free state, gradients *and* the new parameters and
@@ -73,7 +73,12 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
     warm_start "last" / "free": the step is step(params, opt_state, batch, rng, state) ->
     (params, opt_state, metrics, state); the free phase starts from ``state`` and the step
     returns where the network was left (the result's last_state, or its free state) or
-    the free state, for the next batch."""
+    the free state, for the next batch.
+
+    probe(params, new_params, grads, result) -> dict of arrays: extra per-step measurements
+    (e.g. update norms, clamped units) added to metrics, computed inside the jitted step from the
+    parameters before and after it (after = what was applied), the full gradient and the
+    estimator's result."""
 
     def step(params, opt_state, batch, rng, init_state=None):
         k_est, k_h = jax.random.split(rng)
@@ -101,6 +106,8 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
         metrics["finite"] = finite
         metrics["applied"] = apply
         out = keep(new_params, params), keep(new_opt, opt_state), metrics
+        if probe is not None:
+            metrics.update(probe(params, out[0], grads, res))
         if warm_start == "none":
             return out
         left = res.last_state if (warm_start == "last" and res.last_state is not None) else res.free_state
@@ -109,6 +116,19 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
     if warm_start == "none":
         return lambda params, opt_state, batch, rng: step(params, opt_state, batch, rng)
     return step
+
+
+def config_train_step(cfg, model, estimator, tx, probe=None):
+    """(estimator, step): the training loop's step for a config, neither jitted nor sharded: the
+    estimator with the config's free-phase precision, homeostasis weight and samples, convergence
+    tolerance (training.max_residual, which also skips unconverged batches) and warm start."""
+    tcfg, hcfg = cfg.training, cfg.homeostasis
+    estimator = with_free_dtype(estimator, tcfg.free_dtype, tcfg.free_refine_steps)
+    tol = tcfg.max_residual if tcfg.max_residual is not None else CONVERGED_TOL  # what "converged" means
+    step = make_train_step(model, estimator, tx, hcfg.lambda_, hcfg.num_samples, hcfg.coordinates, hcfg.normalize,
+                           tol, skip_unconverged=tcfg.max_residual is not None, warm_start=tcfg.warm_start,
+                           probe=probe)
+    return estimator, step
 
 
 def make_eval_step(model, T_free, topk=5, per_example_residual=False):
@@ -333,7 +353,6 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
     tcfg, dcfg, hcfg = cfg.training, cfg.data, cfg.homeostasis
     if tcfg.distributed:
         parallel.initialize_distributed()
-    estimator = with_free_dtype(estimator, tcfg.free_dtype, tcfg.free_refine_steps)
     is_main = jax.process_index() == 0
     saved_cfg_path = os.path.join(run_dir, "config.json")
     if tcfg.resume and os.path.exists(saved_cfg_path):
@@ -368,11 +387,8 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
     lam = hcfg.lambda_
     tol = tcfg.max_residual if tcfg.max_residual is not None else CONVERGED_TOL  # what "converged" means
     warm = tcfg.warm_start != "none"
-    step = parallel.shard_step(
-        make_train_step(model, estimator, tx, lam, hcfg.num_samples, hcfg.coordinates, hcfg.normalize, tol,
-                        skip_unconverged=tcfg.max_residual is not None, warm_start=tcfg.warm_start),
-        mesh, carry=warm, donate=True,
-    )
+    estimator, step = config_train_step(cfg, model, estimator, tx)
+    step = parallel.shard_step(step, mesh, carry=warm, donate=True)
     log_every = tcfg.log_every
 
     def zero_carry():  # the state each epoch's first batch starts from (warm_start != "none")

@@ -31,6 +31,33 @@ def test_nan_learning_rate_update_is_not_applied():
         np.testing.assert_array_equal(a, c)
 
 
+def test_train_step_probe_sees_the_applied_update_and_the_estimator_gradient():
+    """A probe measures inside the step: its update equals new - old parameters for an applied step and
+    is exactly 0 for a refused one (NaN learning rate); its gradient is the estimator's own."""
+    m, p, b = small_problem(dtype="float32")
+    est = make_estimator("ep", beta=0.5, T_free=10, T_nudge=5)
+
+    def probe(old, new, grads, res):
+        diff = jax.tree_util.tree_map(lambda a, c: a - c, new, old)
+        return {"update": optax.global_norm(diff), "grad": grads, "loss_again": res.loss}
+
+    for lr, applied in ((0.1, True), (float("nan"), False)):
+        tx = optax.sgd(lr)
+        step = jax.jit(make_train_step(m, est, tx, probe=probe))
+        new_p, _, metrics = step(p, tx.init(p), b, jax.random.PRNGKey(0))
+        assert bool(metrics["applied"]) == applied
+        moved = optax.global_norm(jax.tree_util.tree_map(lambda a, c: a - c, new_p, p))
+        np.testing.assert_allclose(float(metrics["update"]), float(moved), rtol=1e-6)
+        assert (float(moved) > 0) == applied
+        ref = jax.random.split(jax.random.PRNGKey(0))[0]  # the step's estimator key
+        own = est(m, p, b, ref).grads
+        for g, h in zip(jax.tree_util.tree_leaves(metrics["grad"]), jax.tree_util.tree_leaves(own)):
+            np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-7)
+        if applied:  # plain SGD: the update is -lr times the probed gradient
+            np.testing.assert_allclose(float(moved), lr * float(optax.global_norm(metrics["grad"])), rtol=1e-5)
+        assert float(metrics["loss_again"]) == float(metrics["loss"])
+
+
 def test_cosines_stay_in_range_whatever_the_magnitudes():
     tiny = jnp.array([[1e-25, -2e-25, 3e-26]], jnp.float32)  # squared norm underflows in float32
     huge = jnp.array([[1e25, -2e25, 3e24]], jnp.float32)  # squared norm overflows
