@@ -25,6 +25,19 @@ def layer_cosines(error, reference):
     return jnp.stack([jnp.mean(per_example_cosine(e, r)) for e, r in zip(error, reference)])
 
 
+def active_layer_cosines(model, u, error, reference):
+    """Batch-mean per-layer cosine on the units active at the state u (``model.active_units``),
+    shape (L,): saturated units, where a nudge-based error vector is zero by construction while
+    RBP's delta is not (-d sigma(u*)/d beta = D delta, D = sigma'), are left out of both vectors.
+    A layer's mean is over the examples with at least one active unit there (0 if none has)."""
+    out = []
+    for m, e, r in zip(model.active_units(u), error, reference):
+        c = per_example_cosine(m * e, m * r)
+        has = jnp.any(m.reshape(m.shape[0], -1) > 0, axis=1)
+        out.append(jnp.sum(jnp.where(has, c, 0.0)) / jnp.maximum(jnp.sum(has), 1))
+    return jnp.stack(out)
+
+
 def flatten_examples(t):
     """Real parts of a tuple of (B, ...) arrays concatenated per example, shape (B, n)."""
     return jnp.concatenate([jnp.real(v).reshape(v.shape[0], -1) for v in t], axis=1)

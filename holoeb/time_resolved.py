@@ -14,7 +14,8 @@ and beta -> 0, the EP trajectory u_beta(t) - u* ~ -beta sum_{s<t} J^s dL/du foll
 same Neumann series, so g_EP(k) ~ g_TBP(k) at every k, not only at equilibrium; both tend
 to RBP's gradient as k grows. The check reports, per rule and k, the cosine and the
 relative distance of g_rule(k) to g_TBP(k) and to RBP's gradient, and the per-layer
-cosine of the neuronal error vectors to TBP's.
+cosine of the neuronal error vectors to TBP's (on all units, and on the units whose
+activation is not saturated at u*).
 
 Every rule is cut with `Estimator.truncated(k)` and restarted from the same free state
 (init_state = u*, no further free iterations), so its value at k = K equals the rule's own
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from holoeb import dynamics
-from holoeb.diagnostics import layer_cosines, tree_cosine, tree_relative_distance
+from holoeb.diagnostics import active_layer_cosines, layer_cosines, tree_cosine, tree_relative_distance
 from holoeb.errors import ConfigError
 from holoeb.estimators import make_estimator
 from holoeb.estimators.base import assemble_grads, rbp_delta
@@ -56,6 +57,8 @@ def time_resolved_check(model, params, batch, rules, K, free=Relaxation(150), so
         gradients (net parameters), per k;
       cosine_rbp / rel_rbp: the same against RBP's gradient (the k -> infinity limit);
       error_cosine_tbp: per-layer batch-mean cosine of the error vectors to TBP's, (K, L);
+      error_cosine_tbp_active: the same on the units active at u* (``model.active_units``;
+        TBP's error is nonzero on saturated units, a nudge-based one is not), (K, L);
     plus "tbp": TBP's own cosine_rbp / rel_rbp per k. With ``return_grads`` each record also
     holds "grads", the K gradient pytrees (not JSON-serialisable)."""
     x, y = batch
@@ -76,7 +79,7 @@ def time_resolved_check(model, params, batch, rules, K, free=Relaxation(150), so
 
     out = {"k": list(range(1, K + 1)), "free_residual": float(jnp.max(res)),
            "tbp": {"cosine_rbp": [], "rel_rbp": []}}
-    keys = ("cosine_tbp", "rel_tbp", "cosine_rbp", "rel_rbp", "error_cosine_tbp") + (("grads",) if return_grads else ())
+    keys = ("cosine_tbp", "rel_tbp", "cosine_rbp", "rel_rbp", "error_cosine_tbp", "error_cosine_tbp_active") + (("grads",) if return_grads else ())
     for label in list(runs) + ["tbp"]:
         out[label] = {key: [] for key in keys if label != "tbp" or key in ("cosine_rbp", "rel_rbp", "grads")}
     for k in range(1, K + 1):
@@ -95,6 +98,8 @@ def time_resolved_check(model, params, batch, rules, K, free=Relaxation(150), so
             rec["cosine_rbp"].append(float(tree_cosine(g, g_rbp)))
             rec["rel_rbp"].append(float(tree_relative_distance(g, g_rbp)))
             rec["error_cosine_tbp"].append(np.asarray(layer_cosines(r.error, t.error)).tolist())
+            rec["error_cosine_tbp_active"].append(
+                np.asarray(active_layer_cosines(model, u_star, r.error, t.error)).tolist())
             if return_grads:
                 rec["grads"].append(r.grads)
     return out

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from holoeb import dynamics, homeostasis, parallel
 from holoeb.checkpoint import Checkpointer
 from holoeb.config import as_train_config
-from holoeb.diagnostics import layer_cosines, tree_cosine, weight_angles
+from holoeb.diagnostics import active_layer_cosines, layer_cosines, tree_cosine, weight_angles
 from holoeb.data.pipeline import Augmentation, batches, prefetch
 from holoeb.data.registry import dataset_spec, load_dataset
 from holoeb.estimators import make_estimator
@@ -222,7 +222,8 @@ def _reference_function(model, solve_config, tbp_free, tbp_steps, num_samples, c
 
 
 def make_diagnostics(model, estimator, cfg):
-    """On a fixed probe batch: per-layer cosine of the error vector to RBP's delta, cosine of
+    """On a fixed probe batch: per-layer cosine of the error vector to RBP's delta (on all units and on the
+    active ones, holoeb.diagnostics.active_layer_cosines), cosine of
     the parameter update (net parameters) to RBP's gradient and to truncated BP's through
     diagnostics.tbp_steps iterations (both at the estimator's free state), weight angles and
     Jacobian symmetry.
@@ -240,15 +241,17 @@ def make_diagnostics(model, estimator, cfg):
         return res.error, res.grads["net"], res.free_state
 
     @jax.jit
-    def cosines(params, error, g_own, delta, g_rbp, g_tbp, sym):
-        return {"cosine_rbp": layer_cosines(error, delta), "weight_angle": weight_angles(model, params), "symmetry": sym,
+    def cosines(params, free_state, error, g_own, delta, g_rbp, g_tbp, sym):
+        return {"cosine_rbp": layer_cosines(error, delta),
+                "cosine_rbp_active": active_layer_cosines(model, free_state, error, delta),
+                "weight_angle": weight_angles(model, params), "symmetry": sym,
                 "update_cosine_rbp": tree_cosine(g_own, g_rbp), "update_cosine_tbp": tree_cosine(g_own, g_tbp)}
 
     def diag(params, batch, rng):
         k1, k2 = jax.random.split(rng)
         error, g_own, free_state = own(params, batch, k1)
         delta, g_rbp, g_tbp, sym = reference(params, batch, free_state, k2)
-        return cosines(params, error, g_own, delta, g_rbp, g_tbp, sym)
+        return cosines(params, free_state, error, g_own, delta, g_rbp, g_tbp, sym)
 
     return diag
 
@@ -523,7 +526,8 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
         if diag_fn is not None:
             key, kd = jax.random.split(key)
             diag = _to_py(diag_fn(params, diag_batch, kd))
-            rec.update(cosine_rbp=diag["cosine_rbp"], weight_angle=diag["weight_angle"], symmetry=diag["symmetry"],
+            rec.update(cosine_rbp=diag["cosine_rbp"], cosine_rbp_active=diag["cosine_rbp_active"],
+                       weight_angle=diag["weight_angle"], symmetry=diag["symmetry"],
                        update_cosine_rbp=diag["update_cosine_rbp"], update_cosine_tbp=diag["update_cosine_tbp"])
         rec["weight_norm"] = weight_norms(params)
         rec.update(epoch_time_s=train_time, step_time_s=train_time / max(n_steps, 1))
@@ -547,8 +551,10 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
             f" | unconverged (residual > {tol:g}) train {100 * rec['train_unconverged']:.2f}% "
             f"val {100 * rec['val_unconverged']:.2f}% (val median {rec['val_residual_median']:.2g}, max {rec['val_residual']:.2g})" +
             (f" | train error {rec['train_error']:.2f}%" if "train_error" in rec else "") +
-            (f" | cos vs RBP {np.round(rec['cosine_rbp'], 3).tolist()} | symmetry {rec['symmetry']:.3f}"
-             if diag_fn is not None else "") +
+            (f" | cos vs RBP {np.round(rec['cosine_rbp'], 3).tolist()}" +
+             (f" (active units {np.round(rec['cosine_rbp_active'], 3).tolist()})"
+              if np.max(np.abs(np.subtract(rec["cosine_rbp"], rec["cosine_rbp_active"]))) > 1e-3 else "") +
+             f" | symmetry {rec['symmetry']:.3f}" if diag_fn is not None else "") +
             f" | {rec['step_time_s'] * 1e3:.1f} ms/step"
         )
         if is_main:

@@ -346,3 +346,57 @@ def _check_cost_scale():
             np.testing.assert_allclose(g_half[k], 0.5 * g_one[k], rtol=1e-9, atol=1e-12, err_msg=f"{name} {k}")
     r = run("n-ep", half, params, x, y, T_free=50, T_nudge=50, beta=0.6)  # beta c = 0.3 < 1/2: valid at c = 1/2
     assert np.isfinite(float(r.loss)) and np.isclose(float(r.loss), 0.5 * float(run("rbp", model, params, x, y, T_free=50).loss))
+
+
+def test_nudge_error_is_rbp_delta_on_active_units():
+    """Push-through identity with a saturating activation (comparative study Eq. 98; generalized
+    hEP paper Eqs. 4-6): at the free fixed point of s <- sigma(W s + c), J = D W with D = sigma'
+    in {0, 1}, and -ds*/dbeta = (I - J)^{-1} dL/ds = D (I - J^T)^{-1} dL/ds = D delta. Checked
+    with dense per-example Jacobians and numpy solves on a net where the hard sigmoid clamps
+    units: the `true` estimator's error equals D delta, so its per-layer cosine to RBP's delta
+    is below 1 on all units (clamped units carry delta but no error) and 1 on the active ones."""
+    from holoeb.diagnostics import active_layer_cosines, layer_cosines
+    from holoeb.estimators.base import rbp_delta
+    from holoeb.linear_solve import SolveConfig
+    from holoeb.solvers import Relaxation
+
+    with jax.enable_x64(True):
+        model, params, x, y = _setup(interior=False)
+        net = params["net"]
+        u = Relaxation(400).run_model(model, net, x)[0].state
+        mask = model.active_units(u)
+        hidden_mask = np.concatenate([np.asarray(m).reshape(B, -1) for m in mask[:-1]], 1)
+        assert 0.1 < hidden_mask.mean() < 0.9  # some hidden units clamped, some not
+        sizes = [int(np.prod(v.shape[1:])) for v in u]
+        e_dense, d_dense = [], []
+        for b in range(B):
+            ub = tuple(v[b:b + 1] for v in u)
+            drive = model.drive(net, x[b:b + 1])
+            flat = lambda z: jnp.concatenate([v.reshape(-1) for v in z])
+
+            def unflat(z):
+                out, i = [], 0
+                for v, n in zip(ub, sizes):
+                    out.append(z[i:i + n].reshape(v.shape))
+                    i += n
+                return tuple(out)
+
+            J = np.asarray(jax.jacfwd(lambda z: flat(model.phi_sync(net, unflat(z), drive)))(flat(ub)))
+            g = np.asarray(flat(jax.grad(lambda z: jnp.sum(model.cost(params, unflat(z), y[b:b + 1])))(flat(ub))))
+            I = np.eye(len(g))
+            e_dense.append(np.linalg.solve(I - J, g))  # -ds*/dbeta: the nudge is -dC/ds
+            d_dense.append(np.linalg.solve(I - J.T, g))  # RBP's delta
+        e_dense, d_dense = np.stack(e_dense), np.stack(d_dense)
+        full_mask = np.concatenate([np.asarray(m).reshape(B, -1) for m in mask], 1)
+        np.testing.assert_allclose(e_dense, full_mask * d_dense, atol=1e-12)
+        assert np.max(np.abs((1 - full_mask) * d_dense)) > 1e-3  # delta lives on clamped units too
+
+        true = make_estimator("true")
+        r = jax.jit(lambda p, xx, yy, u0: true(model, p, (xx, yy), None, u0))(params, x, y, u)
+        e_lib = np.concatenate([np.asarray(v).reshape(B, -1) for v in r.error], 1)
+        np.testing.assert_allclose(e_lib, e_dense, atol=1e-8)
+        delta, _ = rbp_delta(model, params, (x, y), u, SolveConfig(1e-12, 30, 100))
+        raw = np.asarray(layer_cosines(r.error, delta))
+        active = np.asarray(active_layer_cosines(model, u, r.error, delta))
+        assert raw[:-1].min() < 0.99
+        np.testing.assert_allclose(active, 1.0, atol=1e-8)

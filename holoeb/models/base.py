@@ -19,7 +19,7 @@ Abstract (each model writes them): ``input_shape``, ``num_layers``, ``num_classe
 ``init``, ``init_state``, ``drive``, ``phi_layers``, ``activation``.
 Provided (a model may refine them): ``phi``, ``activities``, ``cost``, ``nudge``,
 ``predict`` (a parameterized cross-entropy readout on the output activity, see
-holoeb.readout), ``weight_pairs`` (none), ``check_batch``, and the activity-coordinate
+holoeb.readout), ``weight_pairs`` (none), ``active_units`` (all), ``check_batch``, and the activity-coordinate
 map ``phi_activity`` used by homeostasis when ``has_activity_coordinates``.
 
 Class-level capabilities:
@@ -123,6 +123,14 @@ class FixedPointModel(abc.ABC):
         return readout.logits(params["readout"], self.output_features(u))
 
     # ---- diagnostics ----------------------------------------------------------------
+    def active_units(self, u):
+        """Per layer, 1.0 where the unit's activation has a nonzero derivative at the state u and
+        0.0 where it is saturated (a tuple like u, real). Error vectors are compared with RBP's
+        delta on these units as well as on all of them: the nudge-based error -d sigma(u*)/d beta
+        is D delta (push-through identity, generalized hEP paper Eqs. 4-6, D = sigma'), zero
+        wherever D is. Default: every unit (smooth activations)."""
+        return tuple(jnp.ones(v.shape, jnp.real(v).dtype) for v in u)
+
     def weight_pairs(self, net):
         """[(name, W^f, (W^b)^T-shaped)] forward/backward pairs for the weight-angle diagnostic."""
         return []
@@ -190,6 +198,17 @@ class EnergyModel(FixedPointModel):
 
     def predict(self, params, u):
         return u[-1]
+
+    def active_units(self, u):
+        """Hidden units strictly inside the hard sigmoid's (0, 1) (sigma' = 1; clamped units have
+        sigma' = 0 and a zero nudge-based error, comparative study Eq. 98); the output layer
+        everywhere, or strictly inside ``output_bounds`` when it is boxed."""
+        hidden = tuple(((v > 0) & (v < 1)).astype(v.dtype) for v in u[:-1])
+        o = u[-1]
+        if self.output_bounds is None:
+            return hidden + (jnp.ones_like(o),)
+        lo, hi = self.output_bounds
+        return hidden + (((o > lo) & (o < hi)).astype(o.dtype),)
 
 
 def require_energy_model(model, who):
