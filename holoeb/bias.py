@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from holoeb import dynamics
-from holoeb.diagnostics import flatten_examples, layer_cosines, overall_cosine, tree_cosine
+from holoeb.diagnostics import active_layer_cosines, flatten_examples, layer_cosines, overall_cosine, tree_cosine
 from holoeb.estimators.base import assemble_grads, rbp_delta
 from holoeb.estimators.cauchy import cauchy_activity_derivative
 from holoeb.estimators.continuous import oscillating_states, running_estimates
@@ -165,8 +165,9 @@ def per_example_relerr(a, b, eps=1e-30):
     return jnp.linalg.norm(a - b, axis=1) / jnp.maximum(jnp.linalg.norm(b, axis=1), eps)
 
 
-def error_metrics(error, ref):
-    """Batch-mean cosine / relative error of an error vector against true and RBP."""
+def error_metrics(model, error, ref):
+    """Batch-mean cosine / relative error of an error vector against true and RBP (the cosine to
+    RBP's delta also on the units active at the free state: ``cos_rbp_active``)."""
     return {
         "cos_true": layer_cosines(error, ref.err_true),
         "cos_true_overall": jnp.mean(overall_cosine(error, ref.err_true)),
@@ -174,6 +175,7 @@ def error_metrics(error, ref):
         "relerr_true_overall": jnp.mean(per_example_relerr(flatten_examples(error), flatten_examples(ref.err_true))),
         "cos_rbp": layer_cosines(error, ref.delta),
         "cos_rbp_overall": jnp.mean(overall_cosine(error, ref.delta)),
+        "cos_rbp_active": active_layer_cosines(model, ref.u0, error, ref.delta),
     }
 
 
@@ -193,7 +195,7 @@ def all_metrics(model, params, x, y, ref, error, u_free=None, presynaptic_states
     batch = dynamics.Batch(x, y)
     u = ref.u0 if u_free is None else u_free
     grads = assemble_grads(model, params, batch, u, error, presynaptic_states)
-    return {**error_metrics(error, ref), **grad_metrics(grads, ref)}
+    return {**error_metrics(model, error, ref), **grad_metrics(grads, ref)}
 
 
 # --------------------------------------------------------------------------- estimates with traced beta
@@ -278,7 +280,7 @@ def generic_evaluator(model, name, T_free):
 
             def run(params, x, y, ref):
                 res = est(model, params, dynamics.Batch(x, y), jax.random.PRNGKey(0))
-                return {**error_metrics(res.error, ref), **grad_metrics(res.grads, ref)}
+                return {**error_metrics(model, res.error, ref), **grad_metrics(res.grads, ref)}
 
             cache[key] = jax.jit(run)
         return cache[key](params, x, y, ref)
@@ -301,6 +303,7 @@ def reference_summary(model, ref):
     return {
         "cos_true_rbp": layer_cosines(ref.err_true, ref.delta),
         "cos_true_rbp_overall": jnp.mean(overall_cosine(ref.err_true, ref.delta)),
+        "cos_true_rbp_active": active_layer_cosines(model, ref.u0, ref.err_true, ref.delta),
         "grad_cos_true_rbp": {k: tree_cosine(ref.grads_true["net"][k], ref.grads_rbp["net"][k]) for k in sorted(ref.grads_true["net"])},
         "grad_cos_true_rbp_overall": tree_cosine(ref.grads_true["net"], ref.grads_rbp["net"]),
         "free_residual_max": jnp.max(ref.free_residual),

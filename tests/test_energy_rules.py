@@ -400,3 +400,9 @@ def test_nudge_error_is_rbp_delta_on_active_units():
         active = np.asarray(active_layer_cosines(model, u, r.error, delta))
         assert raw[:-1].min() < 0.99
         np.testing.assert_allclose(active, 1.0, atol=1e-8)
+        # the bias sweep's beta-independent reference reports the same split
+        from holoeb.bias import reference, reference_summary
+
+        summary = reference_summary(model, reference(model, params, x, y, 400, cfg=SolveConfig(1e-12, 30, 100)))
+        assert float(np.min(np.asarray(summary["cos_true_rbp"])[:-1])) < 0.99
+        np.testing.assert_allclose(np.asarray(summary["cos_true_rbp_active"]), 1.0, atol=1e-8)
