@@ -103,3 +103,19 @@ def test_energy_models_true_derivative_equals_rbp_with_the_sync_map(model_name, 
     assert float(jnp.max(t.residual)) < 1e-10
     for a, b in zip(jax.tree_util.tree_leaves(t.grads), jax.tree_util.tree_leaves(r.grads)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-9, rtol=1e-7)
+    # the error vectors themselves: true's -ds*/dbeta = D delta, zero where the unit is saturated
+    for l, (e, d, m) in enumerate(zip(t.error, r.error, model.active_units(t.free_state))):
+        m = np.asarray(m)
+        assert m.shape == e.shape and set(np.unique(m)) <= {0.0, 1.0}
+        np.testing.assert_allclose(np.asarray(e), m * np.asarray(d), atol=1e-9, err_msg=f"layer {l}")
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_active_units_mask_is_shaped_like_the_state(model_name):
+    model, params, (x, y) = _problem(model_name)
+    u = model.init_state(x)
+    masks = model.active_units(u)
+    assert len(masks) == len(u)
+    for m, v in zip(masks, u):
+        assert m.shape == v.shape and not jnp.iscomplexobj(m)
+        assert bool(jnp.all((m == 0) | (m == 1)))
