@@ -99,33 +99,45 @@ def mean_std(runs, key):
 
 
 def compare_table(groups):
-    """Rows {label, n, final_val_error_mean/std, best_val_error_mean/std, epochs, final_cosine_rbp_mean, dirs}."""
+    """Rows {label, n, final_val_error_mean/std, best_val_error_mean/std, epoch, epochs,
+    final_cosine_rbp_mean, final_cosine_rbp_active_mean, dirs}. Runs of a group that are still
+    running (fewer epochs than others) are compared at the last epoch all of them have
+    reached (``epoch``); ``epochs`` lists the epochs each run has reached, so a partial group
+    shows as such."""
     rows = []
     for label, runs in groups.items():
-        final = np.array([r["history"][-1]["val_error"] for r in runs], float)
-        best = np.array([min(h["val_error"] for h in r["history"]) for r in runs], float)
-        cos = [np.mean(r["history"][-1]["cosine_rbp"]) for r in runs if "cosine_rbp" in r["history"][-1]]
+        E = min(len(r["history"]) for r in runs)  # the last epoch every run of the group has reached
+        at = [r["history"][E - 1] for r in runs]
+        final = np.array([h["val_error"] for h in at], float)
+        best = np.array([min(h["val_error"] for h in r["history"][:E]) for r in runs], float)
+        cos = [np.mean(h["cosine_rbp"]) for h in at if "cosine_rbp" in h]
+        cos_active = [np.mean(h["cosine_rbp_active"]) for h in at if "cosine_rbp_active" in h]
         sd = lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0
         rows.append({
             "label": label, "n": len(runs),
+            "epoch": at[0]["epoch"],
             "epochs": sorted({r["history"][-1]["epoch"] for r in runs}),
             "final_val_error_mean": float(final.mean()), "final_val_error_std": sd(final),
             "best_val_error_mean": float(best.mean()), "best_val_error_std": sd(best),
             "final_cosine_rbp_mean": float(np.mean(cos)) if cos else None,
+            "final_cosine_rbp_active_mean": float(np.mean(cos_active)) if len(cos_active) == len(at) else None,
             "dirs": [r["dir"] for r in runs],
         })
     return rows
 
 
 def format_table(rows):
-    """Markdown table in the shape of the papers' Tables 1-2 (mean +/- std over seeds)."""
-    lines = ["| run | n | epochs | final val. error (%) | best val. error (%) | cos vs RBP (final) |",
-             "|---|---|---|---|---|---|"]
+    """Markdown table in the shape of the papers' Tables 1-2 (mean +/- std over seeds). The epoch
+    column reads "2 (runs at 2/4)" for a group compared before all its runs have finished."""
+    fmt = lambda v: f"{v:.3f}" if v is not None else "-"
+    lines = ["| run | n | epoch | final val. error (%) | best val. error (%) | cos vs RBP (final) | "
+             "cos vs RBP, active units |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        cos = f"{r['final_cosine_rbp_mean']:.3f}" if r["final_cosine_rbp_mean"] is not None else "-"
-        lines.append(f"| {r['label']} | {r['n']} | {'/'.join(map(str, r['epochs']))} | "
+        ep = str(r["epoch"]) if r["epochs"] == [r["epoch"]] else f"{r['epoch']} (runs at {'/'.join(map(str, r['epochs']))})"
+        lines.append(f"| {r['label']} | {r['n']} | {ep} | "
                      f"{r['final_val_error_mean']:.2f} +/- {r['final_val_error_std']:.2f} | "
-                     f"{r['best_val_error_mean']:.2f} +/- {r['best_val_error_std']:.2f} | {cos} |")
+                     f"{r['best_val_error_mean']:.2f} +/- {r['best_val_error_std']:.2f} | "
+                     f"{fmt(r['final_cosine_rbp_mean'])} | {fmt(r['final_cosine_rbp_active_mean'])} |")
     return "\n".join(lines)
 
 

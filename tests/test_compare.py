@@ -40,11 +40,13 @@ def test_grouping_and_table(runs):
     c = rows["estimator=cauchy"]
     assert c["final_val_error_mean"] == pytest.approx(16.0)
     assert c["final_val_error_std"] == pytest.approx(np.std([14.0, 16.0, 18.0], ddof=1))
-    e = rows["estimator=ep"]
-    assert e["final_val_error_mean"] == pytest.approx(32.5)  # each run's own last epoch
-    assert e["best_val_error_mean"] == pytest.approx(32.5)
+    e = rows["estimator=ep"]  # b0 is still running: both compared at epoch 2, not at their own last
+    assert e["epoch"] == 2 and e["epochs"] == [2, 3]
+    assert e["final_val_error_mean"] == pytest.approx(34.0)
+    assert e["best_val_error_mean"] == pytest.approx(34.0)
     md = run_plots.format_table(run_plots.compare_table(groups))
     assert "16.00 +/- 2.00" in md and md.count("\n") == 3
+    assert "| 2 (runs at 2/3) |" in md and "| 3 |" in md
 
 
 def test_mean_std_truncates_to_common_epochs(runs):
