@@ -68,9 +68,11 @@ def run(args):
     title = f"{cfg.model.name} ({'trained: ' + args.params if args.params else 'init'}), batch {args.batch_size}"
     plot_time_resolved(out, os.path.join(args.out, "gdu.png"), title)
     print(f"free residual {out['free_residual']:.2e}; rel. distance to TBP(k) at k = 1, K/2, K "
-          f"and to RBP at K:")
+          f"and to RBP at K; per-layer error cosine to TBP(K) on active units:")
     for label in rules:
         r = out[label]["rel_tbp"]
-        print(f"  {label:14s} {r[0]:.3g}  {r[len(r) // 2]:.3g}  {r[-1]:.3g}   | RBP {out[label]['rel_rbp'][-1]:.3g}")
+        act = "/".join(f"{c:.3f}" for c in out[label]["error_cosine_tbp_active"][-1])
+        print(f"  {label:14s} {r[0]:.3g}  {r[len(r) // 2]:.3g}  {r[-1]:.3g}   | RBP {out[label]['rel_rbp'][-1]:.3g}"
+              f"   | error cos {act}")
     print(f"  {'tbp':14s} to RBP at k = 1, K: {out['tbp']['rel_rbp'][0]:.3g}  {out['tbp']['rel_rbp'][-1]:.3g}")
     print(f"wrote {args.out}/gdu.json and gdu.png ({time.time() - t0:.0f} s)")
