@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from holoeb import dynamics, training
+from holoeb import dynamics, run_plots, training
 from holoeb.data.registry import load_dataset
 from holoeb.errors import HoloebError
 from holoeb.params_io import load_run
@@ -37,8 +37,7 @@ def alignment(run_dir, seed=0):
     diag = training.make_diagnostics(model, estimator, cfg)(params, batch, jax.random.PRNGKey(seed))
     free = estimator.free_phase(model, params, batch.x)[0].state
     active = [float(jnp.mean(m)) for m in model.active_units(free)]
-    last = json.load(open(os.path.join(run_dir, "metrics.json")))
-    history = last["history"] if isinstance(last, dict) else last
+    history = run_plots.load_run(run_dir)["history"]
     return {"run": os.path.basename(os.path.normpath(run_dir)), "rule": cfg.estimator.name,
             "epochs": len(history), "val_error": history[-1]["val_error"],
             "cosine_rbp": np.asarray(diag["cosine_rbp"]).tolist(),
@@ -71,8 +70,8 @@ def main():
         for run in args.runs:
             rows.append(alignment(run))
             print(rows[-1], flush=True)
-    except (HoloebError, FileNotFoundError) as e:
-        raise SystemExit(f"study_error_alignment.py: {e}")
+    except (HoloebError, FileNotFoundError, ValueError) as e:
+        ap.error(str(e))
     write(rows, args.out)
 
 
