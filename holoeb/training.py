@@ -118,13 +118,18 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
     return step
 
 
+def residual_tol(tcfg):
+    """What "converged" means for a training config: training.max_residual, else CONVERGED_TOL."""
+    return tcfg.max_residual if tcfg.max_residual is not None else CONVERGED_TOL
+
+
 def config_train_step(cfg, model, estimator, tx, probe=None):
     """(estimator, step): the training loop's step for a config, neither jitted nor sharded: the
     estimator with the config's free-phase precision, homeostasis weight and samples, convergence
     tolerance (training.max_residual, which also skips unconverged batches) and warm start."""
     tcfg, hcfg = cfg.training, cfg.homeostasis
     estimator = with_free_dtype(estimator, tcfg.free_dtype, tcfg.free_refine_steps)
-    tol = tcfg.max_residual if tcfg.max_residual is not None else CONVERGED_TOL  # what "converged" means
+    tol = residual_tol(tcfg)
     step = make_train_step(model, estimator, tx, hcfg.lambda_, hcfg.num_samples, hcfg.coordinates, hcfg.normalize,
                            tol, skip_unconverged=tcfg.max_residual is not None, warm_start=tcfg.warm_start,
                            probe=probe)
@@ -388,7 +393,7 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
     opt_state = tx.init(params)
     params, opt_state, key = parallel.replicate((params, opt_state, key), mesh)
     lam = hcfg.lambda_
-    tol = tcfg.max_residual if tcfg.max_residual is not None else CONVERGED_TOL  # what "converged" means
+    tol = residual_tol(tcfg)
     warm = tcfg.warm_start != "none"
     estimator, step = config_train_step(cfg, model, estimator, tx)
     step = parallel.shard_step(step, mesh, carry=warm, donate=True)
