@@ -149,7 +149,8 @@ def plot_time_resolved(result, path, title=""):
 
 def parse_rule(spec, beta):
     """'name' or 'name:key=value,key=value' -> (label, Estimator); beta defaults to ``beta``
-    where the estimator takes one (CL has none)."""
+    where the estimator takes one (CL has none). The label is the name followed by the given
+    settings ('cauchy:N=2,beta=0.1' -> 'cauchy-N2-beta0.1'); a defaulted beta is left out."""
     from holoeb.config import parse_value
     from holoeb.estimators import estimator_fields
 
@@ -160,7 +161,19 @@ def parse_rule(spec, beta):
             raise ConfigError(f"rule spec {spec!r}: expected name:key=value,..., got {item!r}")
         k, v = item.split("=", 1)
         hp[k.strip()] = parse_value(v.strip())
+    label = name + "".join(f"-{k}{v}" for k, v in hp.items())
     if name not in ("cl",) and "beta" in estimator_fields(name) and "beta" not in hp:
         hp["beta"] = beta
-    label = name + "".join(f"-{k}{v}" for k, v in hp.items() if k not in ("beta",))
     return label, make_estimator(name, **hp)
+
+
+def parse_rules(specs, beta):
+    """{label: Estimator} for a list of rule specs (`parse_rule`); two specs giving the same
+    label (the same rule twice) are refused rather than one silently replacing the other."""
+    rules = {}
+    for spec in specs:
+        label, est = parse_rule(spec, beta)
+        if label in rules:
+            raise ConfigError(f"rule {spec!r} is given twice (label {label!r}): give each rule once")
+        rules[label] = est
+    return rules

@@ -41,10 +41,11 @@ def run(args):
     from holoeb.models import make_model
     from holoeb.params_io import load_run
     from holoeb.solvers import Relaxation
-    from holoeb.time_resolved import default_rules, parse_rule, plot_time_resolved, time_resolved_check
+    from holoeb.time_resolved import default_rules, parse_rules, plot_time_resolved, time_resolved_check
 
     if args.K < 1 or args.T_free < 1 or args.batch_size < 1:
         raise ConfigError(f"--K, --T-free and --batch-size must be >= 1, got {args.K}, {args.T_free}, {args.batch_size}")
+    rules = parse_rules(args.rules, args.beta) if args.rules else None  # bad specs fail before any loading
     if args.params:
         cfg, model, params = load_run(args.params)
     else:
@@ -54,7 +55,7 @@ def run(args):
     ds = load_dataset(cfg.data.dataset, "test", model.input_shape, args.data_dir or cfg.data.data_dir, args.batch_size,
                       cfg.data.normalize)
     x, y = ds.take(args.batch_size)
-    rules = dict(parse_rule(s, args.beta) for s in args.rules) if args.rules else default_rules(model, args.beta, args.N)
+    rules = rules or default_rules(model, args.beta, args.N)
     t0 = time.time()
     out = time_resolved_check(model, params, (jax.numpy.asarray(x), jax.numpy.asarray(y)), rules, args.K,
                               Relaxation(args.T_free, schedule=None))
