@@ -8,6 +8,9 @@
 #   setsid nohup bash experiments/long_runs.sh study 1 '["c-ep","p-cpl","n-cpl","c-cpl"]' > study1.log 2>&1 &
 #   bash experiments/long_runs.sh study_table      # once every run has finished: results.json + table.md
 #
+# Each study invocation rewrites table.md / results.json from every finished run in the directory
+# (both processes write the same table); `holoeb study --summarize --out-dir DIR` does only that.
+#
 # study [CORE [RULES]]: the seven energy-based rules + TBP + RBP (or the JSON list RULES) on the CPU
 #         protocol (narrow DCHN, 10k Fashion-MNIST images, 4 epochs), seed 0 for every rule first,
 #         then seeds 1 and 2.

@@ -40,6 +40,26 @@ from holoeb.errors import ConfigError
 RULES = ("tbp", "rbp", "cl", "p-ep", "n-ep", "c-ep", "p-cpl", "n-cpl", "c-cpl")
 STUDY_DATASETS = ("mnist", "fashion_mnist", "svhn_cropped", "cifar10", "cifar100")
 
+# The paper's test error (%), mean and std over 3 seeds (Table 7 = Table 1 with stds; 100 epochs,
+# DCHN 128-256-512-512): shown next to ours in table.md. RBP's MNIST and the ones Table 7
+# prints without a std are given with std None.
+PAPER_TEST_ERROR = {
+    "mnist": dict(tbp=(0.42, 0.02), rbp=(0.44, 0.04), cl=(0.61, 0.02), **{"p-ep": (1.66, 0.80), "n-ep": (0.42, 0.01),
+                  "c-ep": (0.44, 0.03), "p-cpl": (0.66, 0.13), "n-cpl": (0.50, 0.04), "c-cpl": (0.44, 0.01)}),
+    "fashion_mnist": dict(tbp=(6.12, 0.10), rbp=(6.28, 0.12), cl=(10.10, 0.17), **{
+        "p-ep": (90.00, 0.00), "n-ep": (6.22, 0.10), "c-ep": (6.47, 0.13), "p-cpl": (64.70, 35.77),
+        "n-cpl": (6.86, 0.05), "c-cpl": (6.91, 0.11)}),
+    "svhn_cropped": dict(tbp=(3.76, 0.06), rbp=(3.87, 0.09), cl=(6.10, 0.13), **{
+        "p-ep": (83.9, 4.9), "n-ep": (80.4, 0.0), "c-ep": (3.51, 0.07), "p-cpl": (40.1, 28.6), "n-cpl": (80.4, 0.0),
+        "c-cpl": (4.23, 0.09)}),
+    "cifar10": dict(tbp=(10.1, 0.2), rbp=(10.7, 0.1), cl=(31.4, 2.2), **{
+        "p-ep": (72.6, 0.7), "n-ep": (11.9, 0.3), "c-ep": (11.1, 0.1), "p-cpl": (46.9, 3.8), "n-cpl": (13.5, 0.3),
+        "c-cpl": (14.9, 0.1)}),
+    "cifar100": dict(tbp=(33.4, 0.5), rbp=(34.4, 0.2), cl=(71.4, 3.6), **{
+        "p-ep": (89.4, 9.5), "n-ep": (44.7, 0.3), "c-ep": (37.0, 0.1), "p-cpl": (77.9, 0.5), "n-cpl": (51.9, 1.3),
+        "c-cpl": (46.5, 0.1)}),
+}
+
 
 @dataclasses.dataclass
 class StudyConfig:
@@ -186,8 +206,53 @@ def train_one(rule, dataset, seed, cfg, log=print, progress=False):
                 history=history, time_s=time.time() - t0, run_dir=d)
 
 
-def summarise(results, cfg):
-    """{rule: {dataset: {test, train, test_std, n}}} and a markdown table like Table 1."""
+def _cell_result(rule, dataset, seed, history, run_dir):
+    last = history[-1]
+    return dict(rule=rule, dataset=dataset, seed=seed, train_error=last["train_error"], test_error=last["val_error"],
+                history=history, run_dir=run_dir)
+
+
+def grid_results(cfg):
+    """The cells of this study's protocol already in ``cfg.out_dir``, whatever invocation trained
+    them (any rule of RULES, any seed): a run directory <dataset>-<rule>-seed<n> counts when its
+    config is the one ``train_config`` gives for that cell (holoeb.training.same_run_settings).
+    Returns (finished results, unfinished [(rule, dataset, seed, epochs done)]): two studies
+    sharing an out_dir (e.g. two processes, one rule set each) then write the same table."""
+    from holoeb.training import same_run_settings
+
+    finished, unfinished = [], []
+    names = sorted(os.listdir(cfg.out_dir)) if os.path.isdir(cfg.out_dir) else []
+    for ds in cfg.datasets:
+        for rule in RULES:
+            prefix = f"{ds}-{rule}-seed"
+            seeds = sorted(int(n[len(prefix):]) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit())
+            for seed in seeds:
+                d = run_dir(cfg, rule, ds, seed)
+                try:
+                    with open(os.path.join(d, "metrics.json")) as f:
+                        saved = json.load(f)
+                    history = saved["history"]
+                    if not same_run_settings(saved["config"], train_config(cfg, rule, ds, seed).to_dict()):
+                        continue
+                except (OSError, ValueError, KeyError, TypeError, ConfigError):
+                    continue  # not a run of this protocol (or not a run at all)
+                done = history[-1].get("epoch", 0) if history else 0
+                if done >= cfg.epochs:
+                    finished.append(_cell_result(rule, ds, seed, history, d))
+                else:
+                    unfinished.append((rule, ds, seed, done))
+    return finished, unfinished
+
+
+def _paper(rule, dataset):
+    v = PAPER_TEST_ERROR.get(dataset, {}).get(rule)
+    return "-" if v is None else (f"{v[0]:.2f}" if v[1] is None else f"{v[0]:.2f} +- {v[1]:.2f}")
+
+
+def summarise(results, cfg, unfinished=()):
+    """{rule: {dataset: {test, train, test_std, n}}} and a markdown table like Table 1, with the
+    paper's test error (Table 7) next to ours; rows: ``cfg.rules``, then any other rule with
+    results; ``unfinished`` cells (rule, dataset, seed, epochs done) are listed below it."""
     table = {}
     for r in results:
         table.setdefault(r["rule"], {}).setdefault(r["dataset"], []).append(r)
@@ -206,28 +271,35 @@ def summarise(results, cfg):
         }
         for rule, per in table.items()
     }
-    head = "| rule | " + " | ".join(f"{d} test | {d} train" for d in cfg.datasets) + " |"
-    sep = "|---|" + "---|---|" * len(cfg.datasets)
+    rules = list(cfg.rules) + [r for r in RULES if r in summary and r not in cfg.rules]
+    head = "| rule | " + " | ".join(f"{d} test | {d} train | {d} paper test" for d in cfg.datasets) + " |"
+    sep = "|---|" + "---|---|---|" * len(cfg.datasets)
     rows = []
-    for rule in cfg.rules:
+    for rule in rules:
         cells = []
         for d in cfg.datasets:
             s = summary.get(rule, {}).get(d)
-            test = f"{s['test']:.2f} +- {s['test_std']:.2f} (n={s['n']})" if s and s["n"] > 1 else (f"{s['test']:.2f}" if s else "-")
-            cells += [test, f"{s['train']:.2f}" if s else "-"]
+            test = f"{s['test']:.2f} +- {s['test_std']:.2f} (n={s['n']})" if s and s["n"] > 1 else (
+                f"{s['test']:.2f} (n=1)" if s else "-")
+            cells += [test, f"{s['train']:.2f}" if s else "-", _paper(rule, d)]
         rows.append(f"| {rule.upper()} | " + " | ".join(cells) + " |")
     conv = ["", "Last epoch, mean over seeds: examples above the residual tolerance (free / nudged phases, %) and "
             "cosine of the update to RBP's gradient on the probe batch", "",
             "| rule | dataset | free unconverged | nudged unconverged | cos(update, RBP) |", "|---|---|---|---|---|"]
-    for rule in cfg.rules:
+    for rule in rules:
         for d in cfg.datasets:
             s_ = summary.get(rule, {}).get(d)
             if s_:
                 fmt = lambda v, scale, spec: "-" if v is None else format(scale * v, spec)
                 conv.append(f"| {rule.upper()} | {d} | {fmt(s_['free_unconverged'], 100, '.1f')} | "
                             f"{fmt(s_['nudge_unconverged'], 100, '.1f')} | {fmt(s_['update_cosine_rbp'], 1, '.3f')} |")
-    md = "\n".join([f"Error rates in % (mean +- sample std over seeds {list(cfg.seeds)}); protocol: {json.dumps(dataclasses.asdict(cfg))}",
-                    "", head, sep] + rows + conv) + "\n"
+    protocol = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("rules", "seeds", "out_dir")}
+    if unfinished:
+        conv += ["", "Unfinished (resumable) runs: " + ", ".join(
+            f"{r.upper()} {d} seed {seed} ({done} of {cfg.epochs} epochs)" for r, d, seed, done in unfinished)]
+    md = "\n".join([f"Test / train error in % after {cfg.epochs} epochs (mean +- sample std over the finished seeds, n of "
+                     "them); paper: Table 7 of the comparative study (100 epochs, channels 128-256-512-512, 3 seeds). "
+                     f"Protocol: {json.dumps(protocol)}", "", head, sep] + rows + conv) + "\n"
     return summary, md
 
 
@@ -242,17 +314,25 @@ def run_study(cfg, log=print, progress=False):
     for ds in cfg.datasets:
         dataset_spec(ds)
     os.makedirs(cfg.out_dir, exist_ok=True)
-    results = []
-    summary, md = summarise(results, cfg)
+    summary, md = summarise([], cfg)
     for ds in cfg.datasets:
         for rule in cfg.rules:
             for seed in cfg.seeds:
                 r = train_one(rule, ds, seed, cfg, log, progress)
                 log(f"{rule} {ds} seed {seed}: train {r['train_error']:.2f}% test {r['test_error']:.2f}% ({r['time_s']:.0f}s)")
-                results.append(r)
-                summary, md = summarise(results, cfg)
-                with open(os.path.join(cfg.out_dir, "results.json"), "w") as f:
-                    json.dump(dict(config=dataclasses.asdict(cfg), summary=summary, runs=results), f, indent=1)
-                with open(os.path.join(cfg.out_dir, "table.md"), "w") as f:
-                    f.write(md)
+                summary, md = write_summary(cfg)
+    return summary, md
+
+
+def write_summary(cfg):
+    """Write <out_dir>/results.json and table.md from every cell of the protocol in out_dir
+    (`grid_results`); returns (summary, markdown)."""
+    results, unfinished = grid_results(cfg)
+    summary, md = summarise(results, cfg, unfinished)
+    protocol = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("rules", "seeds")}
+    with open(os.path.join(cfg.out_dir, "results.json"), "w") as f:
+        json.dump(dict(config=protocol, summary=summary, runs=results,
+                       unfinished=[dict(rule=r, dataset=d, seed=s_, epochs=e) for r, d, s_, e in unfinished]), f, indent=1)
+    with open(os.path.join(cfg.out_dir, "table.md"), "w") as f:
+        f.write(md)
     return summary, md

@@ -278,6 +278,13 @@ class TrainingInterrupted(RuntimeError):
     """Raised by ``train(..., stop_after_steps=n)``: simulates a killed run (tests of resume)."""
 
 
+def same_run_settings(a, b):
+    """True when two run configs (TrainConfig or plain dicts, e.g. a run directory's config.json)
+    decide the same results: a resume continues a run only then, and a study counts a run
+    directory as its cell only then."""
+    return _config_for_compare(a) == _config_for_compare(b)
+
+
 def _config_for_compare(cfg):
     """The settings that decide a run's results: a saved config written before a setting
     existed gets its default (a model / estimator option equal to its default counts as absent), and settings that only change how a run is carried out
@@ -366,7 +373,7 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
     if tcfg.resume and os.path.exists(saved_cfg_path):
         with open(saved_cfg_path) as f:
             saved = json.load(f)
-        if _config_for_compare(saved) != _config_for_compare(cfg_dict):
+        if not same_run_settings(saved, cfg_dict):
             raise ConfigError(
                 f"{run_dir} holds a run with a different config; use another --out, "
                 "or --set training.resume=false to start over in it"

@@ -27,6 +27,7 @@ CASES = [
     (["study", "--set", "beta=0"], "beta must be finite and non-zero"),
     (["study", "--set", "T_nudge=0"], "T_nudge must be a positive integer"),
     (["study", "--set", "learning_rate=0.1"], "learning_rate"),
+    (["study", "--summarize"], "--summarize: no study in"),
     (["gdu", "--rules", "ep", "c-ep:beta=0.1", "ep"], "rule 'ep' is given twice"),
     (["gdu", "--rules", "cauchy:N6"], "expected name:key=value"),
     (["gdu", "--K", "0"], "--K, --T-free and --batch-size must be >= 1"),

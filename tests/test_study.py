@@ -1,5 +1,6 @@
 """`holoeb study` end to end on a few real Fashion-MNIST images with a tiny DCHN."""
 import argparse
+import dataclasses
 import json
 import os
 
@@ -55,6 +56,22 @@ def test_study_writes_a_table_for_every_rule(tmp_path):
         assert run["history"][-1]["train_error"] == r["train_error"] and run["history"][-1]["val_error"] == r["test_error"]
         assert run["config"]["optimizer"]["layer_lrs"] == list(cfg.lrs) and run["config"]["data"]["train_size"] == 256
     assert study.run_study(cfg, log=lambda *a: None)[0] == summary
+    # a second study with another rule set in the same directory (e.g. the other background
+    # process) writes the table of both; the paper's Table 7 value sits next to ours
+    other = _cfg(tmp_path, 'rules=["cl"]', "channels=[2,2,2,2]", "n_train=256", "n_test=128", "epochs=1", "T_free=5",
+                 "T_nudge=3")
+    both, md = study.run_study(other, log=lambda *a: None)
+    assert set(both) == {"c-ep", "tbp", "cl"} and both["c-ep"] == summary["c-ep"]
+    assert "| CL | " in md and "6.47 +- 0.13" in md  # C-EP's Fashion-MNIST test error in Table 7
+    assert len(json.load(open(os.path.join(tmp_path, "results.json")))["runs"]) == 3
+    # a run of another protocol does not count; a run short of its epochs is listed as unfinished
+    assert study.write_summary(dataclasses.replace(other, epochs=2))[0] == {}
+    path = os.path.join(tmp_path, "fashion_mnist-cl-seed0", "metrics.json")
+    run = json.load(open(path))
+    run["history"] = []
+    json.dump(run, open(path, "w"))
+    summary3, md3 = study.write_summary(other)
+    assert set(summary3) == {"c-ep", "tbp"} and "CL fashion_mnist seed 0 (0 of 1 epochs)" in md3
 
 
 def test_bad_settings_are_named(tmp_path):
@@ -79,4 +96,5 @@ def test_summary_gives_mean_and_sample_std_over_seeds(tmp_path):
     assert cl["n"] == 3 and cl["test"] == pytest.approx(52.0)
     assert cl["test_std"] == pytest.approx(np.sqrt(((40 - 52) ** 2 + (50 - 52) ** 2 + (66 - 52) ** 2) / 2))  # ddof = 1
     assert summary["tbp"]["fashion_mnist"]["test_std"] == 0.0
-    assert f"| CL | 52.00 +- {cl['test_std']:.2f} (n=3) | 51.00 |" in md and "| TBP | 20.00 | 19.00 |" in md
+    assert f"| CL | 52.00 +- {cl['test_std']:.2f} (n=3) | 51.00 | 10.10 +- 0.17 |" in md
+    assert "| TBP | 20.00 (n=1) | 19.00 | 6.12 +- 0.10 |" in md

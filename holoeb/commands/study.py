@@ -3,8 +3,10 @@ study itself is holoeb.study (each (rule, dataset, seed) is a holoeb.training.tr
 import argparse
 import dataclasses
 import json
+import os
 
-from holoeb.study import PROTOCOLS, load_study_config, run_study
+from holoeb.errors import ConfigError
+from holoeb.study import PROTOCOLS, load_study_config, run_study, write_summary
 
 
 def config_from_args(args):
@@ -26,6 +28,8 @@ def add_arguments(p):
     p.add_argument("--out-dir")
     p.add_argument("--print-config", action="store_true", help="print the resolved study config as JSON and exit")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--summarize", action="store_true",
+                   help="train nothing: write table.md and results.json from the runs already in the output directory")
 
 
 def main_from_args(args):
@@ -33,7 +37,12 @@ def main_from_args(args):
     if args.print_config:
         print(json.dumps(dataclasses.asdict(cfg), indent=2))
         return 0
-    _, md = run_study(cfg, progress=not args.no_progress)
+    if args.summarize:
+        if not os.path.isdir(cfg.out_dir):
+            raise ConfigError(f"--summarize: no study in {cfg.out_dir!r} (it does not exist)")
+        _, md = write_summary(cfg)
+    else:
+        _, md = run_study(cfg, progress=not args.no_progress)
     print(md)
 
 
