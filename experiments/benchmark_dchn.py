@@ -126,6 +126,8 @@ def main(argv=None):
     p.add_argument("--T-nudge", dest="T_nudge", type=int, default=15, help="iterations of each perturbed phase (K of Table 5)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--conv-impls", nargs="+", default=["xla", "im2col"], choices=["xla", "im2col"])
+    p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"],
+                   help="relaxation dtypes of the step table")
     p.add_argument("--skip", nargs="*", default=[], choices=["residual", "step", "free", "breakdown"])
     p.add_argument("--out", default="runs/benchmark_dchn")
     args = p.parse_args(argv)
@@ -162,7 +164,7 @@ def main(argv=None):
         for impl in args.conv_impls:
             for s in ("async", "sync"):
                 m = make_model("dchn", in_channels=1, channels=tuple(args.channels), schedule=s, conv_impl=impl)
-                for dt in ("float32", "bfloat16"):
+                for dt in args.dtypes:
                     est = make_estimator("c-ep", T_free=args.T, T_nudge=args.T_nudge, beta=0.25,
                                          relax_dtype=None if dt == "float32" else dt)
                     f = jax.jit(lambda p, xx, yy: est(m, p, (xx, yy), None).grads)

@@ -3,17 +3,30 @@
     out[b, i, j, o] = sum_{p, q, c} x_pad[b, i + p, j + q, c] w[p, q, c, o]
 
 Two implementations of the same map:
-- "xla": ``lax.conv_general_dilated`` (cuDNN on GPU);
+- "xla": ``lax.conv_general_dilated`` for every evaluation, differentiated through the
+  im2col form (see ``_xla_conv``); the default ("auto") on every backend;
 - "im2col": the kh*kw shifted windows of the padded input are concatenated along
   channels and multiplied by the kernel reshaped to (kh*kw*C, O) in one matmul. Its
   transpose (the state gradient of a conv energy term) is one matmul plus the
-  transposes of slicing and padding. On XLA's CPU backend this is 4-8x faster than
-  the native convolution for the DCHN's shapes (experiments/benchmark_dchn.py), so
-  it is the default there.
+  transposes of slicing and padding.
+Measured on the 2-core CPU (narrow DCHN, batch 128, experiments/benchmark_dchn.py), "xla"
+is 1.1-1.4x faster than "im2col" for every estimator's step (C-EP, TBP, RBP, true, and the
+asymmetric conv net's Cauchy step); before its derivative went through im2col it was
+1.3-10x slower (autodiff's transposed convolution, see ``_xla_conv``).
 
 A complex input with a real kernel is computed as one real convolution of twice
 the batch (real and imaginary parts stacked), which keeps the map holomorphic.
+
+``conv2d_transpose`` is the transpose of x -> conv2d(x, w) (the input gradient of a
+convolution term of an energy), written out rather than left to autodiff: with "xla" it is
+a correlation with the spatially flipped kernel, in/out channels physically swapped, and
+the complementary padding (kh - 1 - pad). Autodiff's own transpose of an XLA convolution
+(a kernel with swapped 'oi' dimension labels) runs ~13x slower than this form inside a
+relaxation loop on XLA's CPU backend; with "im2col" it is
+autodiff's transpose (one matmul and the transposes of slicing and padding).
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -22,6 +35,8 @@ _DN = ("NHWC", "HWIO", "NHWC")
 
 
 def _pads(padding, kh, kw):
+    if isinstance(padding, tuple):  # explicit ((top, bottom), (left, right))
+        return padding
     if padding == "SAME":
         return ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)
     if padding == "VALID":
@@ -48,15 +63,32 @@ def check_impl(impl):
 def _resolve(impl):
     check_impl(impl)
     if impl == "auto":
-        return "im2col" if jax.default_backend() == "cpu" else "xla"
+        return "xla"
     return impl
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _xla_conv(x, w, padding):
+    """XLA's convolution, differentiated through the im2col form of the same bilinear map:
+    autodiff's transpose of an XLA convolution swaps the kernel's in/out labels (HWOI),
+    which XLA's CPU backend runs ~13x slower than the HWIO form inside a loop, while the
+    transpose of the im2col matmul is fast. The primal (and every forward evaluation) stays XLA's."""
+    pads = list(_pads(padding, w.shape[0], w.shape[1]))
+    return jax.lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=_DN)
+
+
+@_xla_conv.defjvp
+def _xla_conv_jvp(padding, primals, tangents):
+    x, w = primals
+    dx, dw = tangents
+    return _xla_conv(x, w, padding), _im2col(dx, w, padding) + _im2col(x, dw, padding)
 
 
 def _real_conv(x, w, padding, impl):
     if x.ndim != 4 or w.ndim != 4 or x.shape[-1] != w.shape[2]:
         raise ValueError(f"conv2d needs NHWC input and HWIO kernel with matching channels, got {x.shape} and {w.shape}")
     if _resolve(impl) == "xla":
-        return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_DN)
+        return _xla_conv(x, w, padding)
     return _im2col(x, w, padding)
 
 
@@ -69,3 +101,29 @@ def conv2d(x, w, padding="SAME", impl="auto"):
         return jax.lax.complex(out[:n], out[n:])
     dt = jnp.result_type(x.dtype, w.dtype)
     return _real_conv(x.astype(dt), w.astype(dt), padding, impl)
+
+
+def _real_conv_transpose(d, w, padding, impl):
+    kh, kw, c, o = w.shape
+    if d.ndim != 4 or w.ndim != 4 or d.shape[-1] != o:
+        raise ValueError(f"conv2d_transpose needs an NHWC cotangent with {o} channels for kernel {w.shape}, got {d.shape}")
+    (pt, pb), (pl, pr) = _pads(padding, kh, kw)
+    if _resolve(impl) == "xla":
+        flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)  # HWIO of the transposed map: (kh, kw, o, c)
+        pads = ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr))
+        return _xla_conv(d, flipped, pads)
+    B, h, wd, _ = d.shape
+    x_shape = (B, h + kh - 1 - pt - pb, wd + kw - 1 - pl - pr, c)
+    _, vjp = jax.vjp(lambda x: _im2col(x, w, padding), jnp.zeros(x_shape, d.dtype))
+    return vjp(d)[0]
+
+
+def conv2d_transpose(d, w, padding="SAME", impl="auto"):
+    """The transpose of x -> conv2d(x, w, padding) applied to an NHWC ``d`` (stride 1): the
+    input gradient sum_o d[b, i, j, o] d out[b, i, j, o] / d x (see the module docstring)."""
+    if jnp.iscomplexobj(d) and not jnp.iscomplexobj(w):
+        n = d.shape[0]
+        out = _real_conv_transpose(jnp.concatenate([d.real, d.imag], 0), w.astype(d.real.dtype), padding, impl)
+        return jax.lax.complex(out[:n], out[n:])
+    dt = jnp.result_type(d.dtype, w.dtype)
+    return _real_conv_transpose(d.astype(dt), w.astype(dt), padding, impl)

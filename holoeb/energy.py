@@ -46,7 +46,8 @@ def hard_sigmoid(v):
 
 
 def primitive_grads(model, net, s, drive, layers):
-    """dPhi/ds_l for the layers in ``layers`` (autodiff of the summed primitive)."""
+    """dPhi/ds_l for the layers in ``layers`` (autodiff of the summed primitive): the default
+    of ``EnergyModel.state_gradient``, and the reference its closed forms are tested against."""
 
     def phi_of(sub):
         full = list(s)
@@ -67,7 +68,7 @@ def layer_update(model, net, s, drive, layers, output_update=free_output):
     mapped by ``output_update(a, o)`` (a = dPhi/do): identity (free phase), the nudged
     minimiser, or a clamped target."""
     L = len(s)
-    grads = primitive_grads(model, net, tuple(s), drive, layers)
+    grads = model.state_gradient(net, tuple(s), drive, layers)
     return tuple(
         output_update(g, s[l]).astype(s[l].dtype) if l == L - 1 else hard_sigmoid(g) for l, g in zip(layers, grads)
     )

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from holoeb.convolution import conv2d
+from holoeb.convolution import conv2d, conv2d_transpose
 
 
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
@@ -23,6 +23,26 @@ def test_im2col_equals_xla_convolution_and_its_transpose(padding, kernel):
         gb = jax.vjp(lambda x_, w_: conv2d(x_, w_, padding, "xla"), x, w)[1](ct)
         for u, v in zip(ga, gb):
             np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", ["xla", "im2col"])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("kernel", [(3, 3), (2, 2), (4, 3)])
+def test_conv2d_transpose_is_the_adjoint(impl, padding, kernel):
+    """<conv2d(x, w), d> = <x, conv2d_transpose(d, w)> for every x and d, i.e. it is autodiff's
+    input vjp; complex cotangents with a real kernel transpose part by part."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(2)
+        x = jnp.asarray(rng.normal(size=(2, 9, 7, 3)))
+        w = jnp.asarray(rng.normal(size=kernel + (3, 5)))
+        d = jnp.asarray(rng.normal(size=conv2d(x, w, padding, impl).shape))
+        t = conv2d_transpose(d, w, padding, impl)
+        assert t.shape == x.shape
+        np.testing.assert_allclose(t, jax.vjp(lambda x_: conv2d(x_, w, padding, "xla"), x)[1](d)[0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(jnp.vdot(conv2d(x, w, padding, impl), d), jnp.vdot(x, t), rtol=1e-12)
+        dc = d + 1j * jnp.asarray(rng.normal(size=d.shape))
+        tc = conv2d_transpose(dc, w, padding, impl)
+        np.testing.assert_allclose(tc, t + 1j * conv2d_transpose(dc.imag, w, padding, impl), rtol=1e-12, atol=1e-12)
 
 
 def test_complex_input_is_holomorphic_and_matches_a_direct_sum():
@@ -49,3 +69,5 @@ def test_bad_input_is_named():
         conv2d(x, jnp.zeros((3, 3, 3, 1)), "SAME", "im2col")
     with pytest.raises(ValueError, match="padding"):
         conv2d(x, jnp.zeros((3, 3, 2, 1)), "FULL", "im2col")
+    with pytest.raises(ValueError, match="cotangent with 1 channels"):
+        conv2d_transpose(x, jnp.zeros((3, 3, 2, 1)), "SAME", "xla")

@@ -164,3 +164,38 @@ def test_pool_ties_first_routes_a_tied_window_to_its_first_maximum():
     np.testing.assert_array_equal(np.asarray(g["first"])[~tied], np.asarray(g["split"])[~tied])
     with pytest.raises(ConfigError, match="pool_ties"):
         make_model("dchn", in_channels=1, image_size=8, channels=(2, 2), pool_ties="last")
+
+
+@pytest.mark.parametrize("impl", ["xla", "im2col"])
+def test_closed_form_state_gradient_equals_autodiff_of_the_primitive(impl):
+    """DCHN.state_gradient (the layer updates' input, written out with the transposed
+    convolution and the pooling derivative) equals autodiff of Phi in every layer, in float64,
+    on states whose zero half (layers 1 and 3) makes pooling windows with tied maxima above
+    them, for both tie rules
+    (which must then differ, or the ties were not exercised); max_pool2_transpose is
+    autodiff's vjp of max_pool2."""
+    from holoeb import energy
+    from holoeb.models.dchn import max_pool2, max_pool2_transpose
+
+    with jax.enable_x64(True):
+        grads = {}
+        for ties in ("split", "first"):
+            m = make_model("dchn", in_channels=1, image_size=16, channels=(3, 4, 5, 6), conv_impl=impl, pool_ties=ties)
+            net = jax.tree_util.tree_map(lambda v: v.astype(jnp.float64), m.init(jax.random.PRNGKey(0)))["net"]
+            x = jax.random.uniform(jax.random.PRNGKey(1), (3, 16, 16, 1), jnp.float64)
+            s = tuple(jax.random.uniform(jax.random.PRNGKey(i + 5), v.shape, jnp.float64)
+                      for i, v in enumerate(m.init_state(x)))
+            s = tuple(v.at[:, :, : v.shape[2] // 2].set(0.0) if l in (0, 2) else v for l, v in enumerate(s))
+            drive = m.drive(net, x)
+            layers = tuple(range(m.num_layers))
+            ref = energy.primitive_grads(m, net, s, drive, layers)
+            got = m.state_gradient(net, s, drive, layers)
+            for a, b in zip(got, ref):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+            assert [v.shape for v in m.state_gradient(net, s, drive, (3, 1))] == [s[3].shape, s[1].shape]
+            grads[ties] = ref
+            z = jax.random.normal(jax.random.PRNGKey(2), (2, 4, 4, 3), jnp.float64).at[0, :2, :2].set(0.0)
+            g = jax.random.normal(jax.random.PRNGKey(3), (2, 2, 2, 3), jnp.float64)
+            np.testing.assert_allclose(max_pool2_transpose(z, g, ties),
+                                       jax.vjp(lambda v: max_pool2(v, ties), z)[1](g)[0], rtol=1e-14, atol=1e-14)
+        assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(grads["split"], grads["first"])) > 1e-3

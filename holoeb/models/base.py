@@ -164,8 +164,8 @@ class EnergyModel(FixedPointModel):
     """An energy-based model whose state is its activities (comparative study, Eqs. 96-101).
 
     A subclass defines the shapes, ``init``, ``init_state``, ``drive`` (a tuple) and
-    ``primitive(net, s, drive) -> (B,)``, and has the fields ``schedule`` and
-    ``cost_scale``. The hard sigmoid is not holomorphic, so complex nudges are refused."""
+    ``primitive(net, s, drive) -> (B,)`` (optionally ``state_gradient``, its closed-form
+    state gradient), and has the fields ``schedule`` and ``cost_scale``. The hard sigmoid is not holomorphic, so complex nudges are refused."""
 
     holomorphic = False
     cost_scale = 1.0
@@ -178,6 +178,12 @@ class EnergyModel(FixedPointModel):
 
     def activation(self, layer, u):
         return u
+
+    def state_gradient(self, net, s, drive, layers):
+        """dPhi/ds_l for the layers l in ``layers`` (a tuple of arrays), the input of every layer
+        update. Default: autodiff of the summed primitive; a model may give the closed form
+        (the same values, computed faster)."""
+        return energy.primitive_grads(self, net, s, drive, layers)
 
     def phi_layers(self, net, u, drive, layers):
         """sigma_k(dPhi/ds_k) for the layers k in ``layers`` (Eq. 98): the exact minimiser of E

@@ -21,7 +21,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from holoeb.convolution import check_impl, conv2d
+from holoeb.convolution import check_impl, conv2d, conv2d_transpose
 from holoeb.energy import check_cost_scale
 from holoeb.models.base import EnergyModel
 from holoeb.solvers import check_schedule
@@ -63,6 +63,32 @@ def max_pool2(x, ties="split"):
     return out
 
 
+def max_pool2_transpose(z, g, ties="split"):
+    """The derivative of ``max_pool2`` at z applied to g: sum_ij g_ij d max_pool2(z)_ij / dz,
+    i.e. each window's g sent to its maximum ("split": shared equally among tied maxima;
+    "first": all to the first one in row-major window order), as autodiff of max_pool2 gives.
+    The window masks are piecewise constant in z, so derivatives of this map treat them as
+    constants, as autodiff's do."""
+    B, H, W, C = z.shape
+    zz = jax.lax.stop_gradient(z).reshape(B, H // 2, 2, W // 2, 2, C)
+    m = jnp.max(zz, axis=(2, 4), keepdims=True)
+    hit = zz == m
+    if ties == "split":
+        mask = hit.astype(g.dtype) / jnp.sum(hit, axis=(2, 4), keepdims=True).astype(g.dtype)
+    elif ties == "first":
+        first = jnp.zeros_like(hit)
+        taken = jnp.zeros(m.shape, bool)
+        for i in (0, 1):
+            for j in (0, 1):
+                h = hit[:, :, i:i + 1, :, j:j + 1] & ~taken
+                first = first.at[:, :, i:i + 1, :, j:j + 1].set(h)
+                taken = taken | h
+        mask = first.astype(g.dtype)
+    else:
+        raise ConfigError(f"unknown pool_ties {ties!r}; choose one of {POOL_TIES}")
+    return (mask * g[:, :, None, :, None, :]).reshape(z.shape)
+
+
 def _dot(a, b):
     return jnp.sum((a * b).reshape(a.shape[0], -1), axis=1)
 
@@ -79,7 +105,7 @@ class DCHN(EnergyModel):
     # bias init bound bias_gain / sqrt(fan_in); None: the layer's weight gain (the study's
     # released code uses 0.5 at every gain)
     bias_gain: float = None
-    conv_impl: str = "auto"  # holoeb.convolution: "auto" (im2col on CPU, XLA elsewhere), "xla", "im2col"
+    conv_impl: str = "auto"  # holoeb.convolution: "auto" (= "xla"), "xla", "im2col"
     # derivative of a pooling window's tied maxima: "split" equally (JAX), "first" to the first (PyTorch)
     pool_ties: str = "split"
 
@@ -139,6 +165,34 @@ class DCHN(EnergyModel):
     def drive(self, net, x):
         """(P(w_1 * x),): the input term of layer 1, constant during a relaxation."""
         return (max_pool2(conv3x3(x, net["w1"], self.conv_impl), self.pool_ties),)
+
+    def state_gradient(self, net, s, drive, layers):
+        """dPhi/ds_k in closed form (Eq. 97): for a convolutional layer k,
+
+            P(w_k * s_{k-1}) + w_{k+1}^T *' P'(w_{k+1} * s_k)^T s_{k+1} + b_k
+
+        (*' the transposed convolution, P' the pooling derivative at w_{k+1} * s_k; the last
+        hidden layer's second term is (w_5 s_5) reshaped), and flat(s_4) w_5 + b_5 for the
+        output. Equal to autodiff of the primitive (tested, ties included), computed with the
+        transposed convolution of holoeb.convolution.conv2d_transpose: 1.7x faster relaxations
+        on CPU than autodiff's transpose (experiments/benchmark_dchn.py)."""
+        L = self.num_layers
+        out = []
+        for l in layers:
+            b = net[f"b{l + 1}"].astype(s[l].dtype)
+            if l == L - 1:
+                flat = s[L - 2].reshape(s[L - 2].shape[0], -1)
+                out.append(flat @ net[f"w{L}"].astype(flat.dtype) + b)
+                continue
+            g = drive[0] if l == 0 else max_pool2(conv3x3(s[l - 1], net[f"w{l + 1}"], self.conv_impl), self.pool_ties)
+            if l + 1 < L - 1:  # the conv layer above: w_{l+2} * s_l, pooled, meets s_{l+1}
+                w = net[f"w{l + 2}"].astype(s[l].dtype)
+                z = conv3x3(s[l], w, self.conv_impl)
+                up = conv2d_transpose(max_pool2_transpose(z, s[l + 1], self.pool_ties), w, "SAME", self.conv_impl)
+            else:  # the dense output layer above
+                up = (s[L - 1] @ net[f"w{L}"].astype(s[L - 1].dtype).T).reshape(s[l].shape)
+            out.append(g + up + b)
+        return tuple(out)
 
     def primitive(self, net, s, drive):
         """Phi per example (B,) (Eq. 97)."""
