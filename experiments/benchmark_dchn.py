@@ -3,9 +3,9 @@
 1. Iterations to reach a fixed-point residual ||sigma(dPhi/ds) - s|| <= tol from the
    zero state, async (Eqs. 100-101) vs sync (Eq. 99), DCHN at initialisation on
    real Fashion-MNIST images (Table 4 normalisation, padded to 32 x 32).
-2. C-EP training-step time (T free + 2 x K nudged iterations + the energy-gradient
-   update) at the given batch size: float32 vs bfloat16 relaxation, async vs sync
-   at equal iteration counts, XLA's convolution vs the im2col matmul
+2. Estimator step time (C-EP: T free + 2 x K nudged iterations + the energy gradient;
+   --rules adds TBP, RBP, true) at the given batch size: float32 vs bfloat16 relaxation,
+   async vs sync at equal iteration counts (C-EP), XLA's convolution vs the im2col matmul
    (holoeb.convolution).
 3. Free-phase time: 60 async iterations vs 250 sync ones.
 4. Where a C-EP step's time goes (free phase / the two nudged phases / the energy
@@ -62,6 +62,15 @@ def step_flops(args, batch):
     iters = args.T + 2 * args.T_nudge
     grad = 2 * 2 * (sum(fwd) + dense)
     return per_iter, iters, grad, fwd
+
+
+def rule_estimator(rule, args, relax_dtype=None):
+    """The estimator of one step-table row: C-EP at beta 0.25, TBP with K = T_nudge, RBP, true."""
+    if rule == "c-ep":
+        return make_estimator("c-ep", T_free=args.T, T_nudge=args.T_nudge, beta=0.25, relax_dtype=relax_dtype)
+    if rule == "tbp":
+        return make_estimator("tbp", T_free=args.T, K=args.T_nudge)
+    return make_estimator(rule, T_free=args.T)
 
 
 def breakdown(args, params, x, y, out):
@@ -126,6 +135,8 @@ def main(argv=None):
     p.add_argument("--T-nudge", dest="T_nudge", type=int, default=15, help="iterations of each perturbed phase (K of Table 5)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--conv-impls", nargs="+", default=["xla", "im2col"], choices=["xla", "im2col"])
+    p.add_argument("--rules", nargs="+", default=["c-ep"], choices=["c-ep", "tbp", "rbp", "true"],
+                   help="estimators of the step table (C-EP also async vs sync and each dtype)")
     p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"],
                    help="relaxation dtypes of the step table")
     p.add_argument("--skip", nargs="*", default=[], choices=["residual", "step", "free", "breakdown"])
@@ -161,20 +172,21 @@ def main(argv=None):
     x, y = x_all[: args.batch], y_all[: args.batch]
     if "step" not in args.skip:
         rows = []
-        for impl in args.conv_impls:
-            for s in ("async", "sync"):
-                m = make_model("dchn", in_channels=1, channels=tuple(args.channels), schedule=s, conv_impl=impl)
-                for dt in args.dtypes:
-                    est = make_estimator("c-ep", T_free=args.T, T_nudge=args.T_nudge, beta=0.25,
-                                         relax_dtype=None if dt == "float32" else dt)
-                    f = jax.jit(lambda p, xx, yy: est(m, p, (xx, yy), None).grads)
-                    first, sec = timed(f, params, x, y, repeats=args.repeats)
-                    rows.append(dict(conv=impl, schedule=s, dtype=dt, step_s=sec, compile_s=first))
-                    print(rows[-1], flush=True)
-        out["cep_step"] = rows
-        md += [f"C-EP training step, batch {args.batch}, {args.T} free + 2 x {args.T_nudge} nudged iterations:", "",
-               "| convolution | schedule | relaxation dtype | step (s) |", "|---|---|---|---|"]
-        md += [f"| {r['conv']} | {r['schedule']} | {r['dtype']} | {r['step_s']:.3f} |" for r in rows] + [""]
+        for rule in args.rules:
+            for impl in args.conv_impls:
+                for s in ("async", "sync") if rule == "c-ep" else ("async",):
+                    m = make_model("dchn", in_channels=1, channels=tuple(args.channels), schedule=s, conv_impl=impl)
+                    for dt in args.dtypes if rule == "c-ep" else ("float32",):
+                        est = rule_estimator(rule, args, None if dt == "float32" else dt)
+                        f = jax.jit(lambda p, xx, yy: est(m, p, (xx, yy), None).grads)
+                        first, sec = timed(f, params, x, y, repeats=args.repeats)
+                        rows.append(dict(rule=rule, conv=impl, schedule=s, dtype=dt, step_s=sec, compile_s=first))
+                        print(rows[-1], flush=True)
+        out["step"] = rows
+        md += [f"Estimator step, batch {args.batch}, {args.T} free + 2 x {args.T_nudge} nudged iterations "
+               f"(TBP: K = {args.T_nudge}):", "",
+               "| rule | convolution | schedule | relaxation dtype | step (s) |", "|---|---|---|---|---|"]
+        md += [f"| {r['rule']} | {r['conv']} | {r['schedule']} | {r['dtype']} | {r['step_s']:.3f} |" for r in rows] + [""]
 
     if "free" not in args.skip:
         rows = []
