@@ -3,16 +3,16 @@
     out[b, i, j, o] = sum_{p, q, c} x_pad[b, i + p, j + q, c] w[p, q, c, o]
 
 Two implementations of the same map:
-- "xla": ``lax.conv_general_dilated`` for every evaluation, differentiated through the
-  im2col form (see ``_xla_conv``); the default ("auto") on every backend;
+- "xla": ``lax.conv_general_dilated`` for every evaluation; on CPU differentiated through
+  the im2col form (see ``_xla_conv``); the default ("auto") on every backend;
 - "im2col": the kh*kw shifted windows of the padded input are concatenated along
   channels and multiplied by the kernel reshaped to (kh*kw*C, O) in one matmul. Its
   transpose (the state gradient of a conv energy term) is one matmul plus the
   transposes of slicing and padding.
 Measured on the 2-core CPU (narrow DCHN, batch 128, experiments/benchmark_dchn.py), "xla"
-is 1.1-1.4x faster than "im2col" for every estimator's step (C-EP, TBP, RBP, true, and the
-asymmetric conv net's Cauchy step); before its derivative went through im2col it was
-1.3-10x slower (autodiff's transposed convolution, see ``_xla_conv``).
+is 1.1-1.6x faster than "im2col" for every estimator's step (C-EP, TBP, RBP, true, and the
+asymmetric conv net's Cauchy step); before its derivative went through im2col it was 3x
+(C-EP) to 10x (TBP) slower (autodiff's transposed convolution, see ``_xla_conv``).
 
 A complex input with a real kernel is computed as one real convolution of twice
 the batch (real and imaginary parts stacked), which keeps the map holomorphic.
@@ -88,8 +88,17 @@ def _real_conv(x, w, padding, impl):
     if x.ndim != 4 or w.ndim != 4 or x.shape[-1] != w.shape[2]:
         raise ValueError(f"conv2d needs NHWC input and HWIO kernel with matching channels, got {x.shape} and {w.shape}")
     if _resolve(impl) == "xla":
-        return _xla_conv(x, w, padding)
+        return _xla_conv_for_backend(x, w, padding)
     return _im2col(x, w, padding)
+
+
+def _xla_conv_for_backend(x, w, padding):
+    """``_xla_conv`` on CPU; elsewhere XLA's convolution with autodiff's own transpose (cuDNN
+    runs the transposed convolution well)."""
+    if jax.default_backend() == "cpu":
+        return _xla_conv(x, w, padding)
+    pads = list(_pads(padding, w.shape[0], w.shape[1]))
+    return jax.lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=_DN)
 
 
 def conv2d(x, w, padding="SAME", impl="auto"):
@@ -111,7 +120,7 @@ def _real_conv_transpose(d, w, padding, impl):
     if _resolve(impl) == "xla":
         flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)  # HWIO of the transposed map: (kh, kw, o, c)
         pads = ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr))
-        return _xla_conv(d, flipped, pads)
+        return _xla_conv_for_backend(d, flipped, pads)
     B, h, wd, _ = d.shape
     x_shape = (B, h + kh - 1 - pt - pb, wd + kw - 1 - pl - pr, c)
     _, vjp = jax.vjp(lambda x: _im2col(x, w, padding), jnp.zeros(x_shape, d.dtype))

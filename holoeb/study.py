@@ -41,8 +41,7 @@ RULES = ("tbp", "rbp", "cl", "p-ep", "n-ep", "c-ep", "p-cpl", "n-cpl", "c-cpl")
 STUDY_DATASETS = ("mnist", "fashion_mnist", "svhn_cropped", "cifar10", "cifar100")
 
 # The paper's test error (%), mean and std over 3 seeds (Table 7 = Table 1 with stds; 100 epochs,
-# DCHN 128-256-512-512): shown next to ours in table.md. RBP's MNIST and the ones Table 7
-# prints without a std are given with std None.
+# DCHN 128-256-512-512): shown next to ours in table.md (a std of None would print the mean alone).
 PAPER_TEST_ERROR = {
     "mnist": dict(tbp=(0.42, 0.02), rbp=(0.44, 0.04), cl=(0.61, 0.02), **{"p-ep": (1.66, 0.80), "n-ep": (0.42, 0.01),
                   "c-ep": (0.44, 0.03), "p-cpl": (0.66, 0.13), "n-cpl": (0.50, 0.04), "c-cpl": (0.44, 0.01)}),
