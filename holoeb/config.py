@@ -245,7 +245,7 @@ class DataConfig:
         check(self.random_crop >= 0, f"{p}.random_crop", "an integer >= 0 (pixels; 0: off)", self.random_crop)
 
 
-WARM_STARTS = ("none", "last", "free")
+WARM_STARTS = ("none", "last", "free", "example")
 
 
 @dataclasses.dataclass
@@ -268,6 +268,8 @@ class TrainingConfig:
     # where each training batch's free phase starts: "none" = the zero state; "last" = where
     # the previous batch's step left the network (the comparative study's released code);
     # "free" = the previous batch's free state. Reset to zero at each epoch's start.
+    # "example" = each training example's own free state from the last time it was seen
+    # (persistent across epochs; zero the first time; an indexable, non-streamed training split).
     warm_start: str = "none"
     # the step's metrics stay on the device and are fetched (and checked: finiteness,
     # max_residual) once every log_every steps, so the host does not wait on each step

@@ -28,7 +28,7 @@ from holoeb import dynamics, homeostasis, parallel
 from holoeb.checkpoint import Checkpointer
 from holoeb.config import as_train_config
 from holoeb.diagnostics import active_layer_cosines, layer_cosines, tree_cosine, weight_angles
-from holoeb.data.pipeline import Augmentation, batches, prefetch
+from holoeb.data.pipeline import Augmentation, StreamDataset, batches, prefetch
 from holoeb.data.registry import dataset_spec, load_dataset
 from holoeb.estimators import make_estimator
 from holoeb.errors import ConfigError, DivergenceError
@@ -70,10 +70,10 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
     nudged phases' residual max / median / fraction above ``tol`` for estimators that report
     one (aux["nudge_residual"]).
 
-    warm_start "last" / "free": the step is step(params, opt_state, batch, rng, state) ->
+    warm_start "last" / "free" / "example": the step is step(params, opt_state, batch, rng, state) ->
     (params, opt_state, metrics, state); the free phase starts from ``state`` and the step
-    returns where the network was left (the result's last_state, or its free state) or
-    the free state, for the next batch.
+    returns where the network was left (the result's last_state, "last") or the free state
+    ("free", "example"), for the next batch or, "example", for these examples' next visit.
 
     probe(params, new_params, grads, result) -> dict of arrays: extra per-step measurements
     (e.g. update norms, clamped units) added to metrics, computed inside the jitted step from the
@@ -402,6 +402,10 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
     lam = hcfg.lambda_
     tol = residual_tol(tcfg)
     warm = tcfg.warm_start != "none"
+    per_example = tcfg.warm_start == "example"
+    if per_example and (isinstance(train_ds, StreamDataset) or tcfg.distributed):
+        raise ConfigError("training.warm_start='example' keeps one free state per training example: it needs the "
+                          "whole training split on this process (not data.stream, not training.distributed)")
     estimator, step = config_train_step(cfg, model, estimator, tx)
     step = parallel.shard_step(step, mesh, carry=warm, donate=True)
     log_every = tcfg.log_every
@@ -411,6 +415,8 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
         return tuple(parallel.shard_array(np.asarray(v), mesh) for v in u0)
 
     carry = zero_carry() if warm else None
+    # warm_start="example": every training example's last free state, on the host (zero until it is seen)
+    bank = tuple(np.zeros((len(train_ds),) + v.shape[1:], np.asarray(v).dtype) for v in carry) if per_example else None
     eval_fn = eval_function(model, estimator.T_free)
     diag_fn = make_diagnostics(model, estimator, cfg) if cfg.diagnostics.enabled else None
     nd = cfg.diagnostics.batch_size
@@ -433,11 +439,15 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
         ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=tcfg.checkpoints_to_keep)
         if tcfg.resume and ckpt.latest_step() is not None:
             template = {"params": params, "opt_state": opt_state, "key": key}
-            if warm:
+            if per_example:
+                template["bank"] = bank
+            elif warm:
                 template["carry"] = carry
             _, state, meta = ckpt.restore_latest_intact(template, log)
             params, opt_state, key = state["params"], state["opt_state"], state["key"]
-            if warm:
+            if per_example:
+                bank = tuple(np.array(v) for v in state["bank"])
+            elif warm:
                 carry = tuple(parallel.shard_array(np.asarray(v), mesh) for v in state["carry"])
             start_epoch, start_step, global_step = meta["epoch"], meta["step_in_epoch"], meta["global_step"]
             data_rng.bit_generator.state = meta["data_rng_state"]
@@ -455,14 +465,16 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
             meta = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
                     "data_rng_state": rng_state, "sums": sums, "history": history}
             state = {"params": params, "opt_state": opt_state, "key": key}
-            if warm:
+            if per_example:
+                state["bank"] = bank
+            elif warm:
                 state["carry"] = carry
             ckpt.save(global_step, state, meta)
 
     for epoch in range(start_epoch, epochs + 1):
         t0 = time.time()
         first = start_step if epoch == start_epoch else 0
-        if warm and first == 0:
+        if warm and not per_example and first == 0:
             carry = zero_carry()
         sums = dict(sums0) if epoch == start_epoch else {k: 0.0 for k in sums0}
         epoch_rng_state = copy.deepcopy(data_rng.bit_generator.state)
@@ -471,16 +483,25 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
         augment = (Augmentation(lambda i, e=epoch: np.random.default_rng((seed, e, i)), flip, dcfg.random_crop)
                    if flip or dcfg.random_crop else None)
         # each batch is prepared from the uint8 split and put on the devices in a background thread
-        it = prefetch(batches(train_ds, bs, data_rng, start=first, augment=augment),
-                      transform=lambda b: parallel.shard_batch(b, mesh))
+        shard = (lambda bi: (parallel.shard_batch(bi[0], mesh), bi[1])) if per_example else (
+            lambda b: parallel.shard_batch(b, mesh))
+        it = prefetch(batches(train_ds, bs, data_rng, start=first, augment=augment, with_index=per_example),
+                      transform=shard)
         bar = tqdm(it, total=steps_per_epoch, initial=first, desc=f"epoch {epoch}/{epochs}",
                    disable=not (progress and is_main), leave=False)
         pending = []  # (step index, metrics still on the device)
+        pending_states = []  # warm_start="example": (example indices, free states still on the device)
 
         def flush():
             """Fetch the pending steps' metrics in one transfer, check them in step order and add
             them to the epoch sums. A refused step (non-finite, or unconverged with max_residual)
-            was not applied; the run stops here, before any later checkpoint is written."""
+            was not applied; the run stops here, before any later checkpoint is written. With
+            warm_start="example" the steps' free states are written to the bank here, one
+            transfer too (each example occurs once per epoch, so no step reads a pending one)."""
+            for (idx, _), states in zip(pending_states, jax.device_get([u for _, u in pending_states])):
+                for dst, v in zip(bank, states):
+                    dst[idx] = v
+            pending_states.clear()
             for j, m in zip([j for j, _ in pending], jax.device_get([m for _, m in pending])):
                 if not m["finite"]:
                     raise TrainingDiverged(
@@ -500,12 +521,17 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
                 bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}")
             pending.clear()
 
-        for i, b in enumerate(bar, start=first):
+        for i, item in enumerate(bar, start=first):
             key, k = jax.random.split(key)
-            if warm:
-                params, opt_state, m, carry = step(params, opt_state, b, k, carry)
+            if per_example:
+                b, idx = item
+                start_state = tuple(parallel.shard_array(v[idx], mesh) for v in bank)
+                params, opt_state, m, left = step(params, opt_state, b, k, start_state)
+                pending_states.append((idx, left))
+            elif warm:
+                params, opt_state, m, carry = step(params, opt_state, item, k, carry)
             else:
-                params, opt_state, m = step(params, opt_state, b, k)
+                params, opt_state, m = step(params, opt_state, item, k)
             pending.append((i, m))
             global_step += 1
             steps_this_call += 1

@@ -123,3 +123,91 @@ def test_trainer_carries_the_last_state(tmp_path, monkeypatch):
         else:
             np.testing.assert_array_equal(start, seen[i - 1][1])  # = the previous step's clamped output
             assert start.any()
+
+
+def _tiny_dataset(name):
+    from holoeb.data.registry import register_dataset
+
+    def loader(split, data_dir):  # deterministic, distinct images
+        r = np.random.default_rng(0 if split == "train" else 1)
+        n = 40
+        return r.integers(0, 255, (n, 4, 4), dtype=np.uint8), (np.arange(n) % 3).astype(np.int32)
+
+    register_dataset(name, loader, num_classes=3)
+
+
+def _example_cfg(dataset, **training):
+    return load_config(None, {"model": {"name": "hopfield", "in_features": 16, "hidden": [6], "num_classes": 3},
+                              "estimator": {"name": "cl", "T_free": 3, "T_nudge": 3},
+                              "optimizer": {"name": "sgd", "learning_rate": 0.05},
+                              "data": {"dataset": dataset, "random_flip": False},
+                              "training": {"batch_size": 10, "epochs": 3, "warm_start": "example", **training},
+                              "diagnostics.enabled": False})
+
+
+def test_trainer_keeps_a_free_state_per_example(tmp_path, monkeypatch):
+    """warm_start='example': an example's free phase starts from its own free state of the
+    previous epoch (zero in the first), whatever batch it lands in; T_free = 3 leaves the
+    free phase unconverged, so the stored states differ from any fixed point and from zero."""
+    from holoeb.data.registry import DATASETS
+    from holoeb.estimators.energy_rules import EnergyRule
+    from holoeb.training import train
+
+    _tiny_dataset("tiny_pe")
+    seen = []
+    orig = EnergyRule.estimate
+
+    def spy(self, model, params, batch, rng_, init_state=None):
+        out = orig(self, model, params, batch, rng_, init_state)
+        jax.debug.callback(lambda x, s, f: seen.append((np.asarray(x), np.asarray(s), np.asarray(f))),
+                           batch[0], init_state[0], out.free_state[0])
+        return out
+
+    monkeypatch.setattr(EnergyRule, "estimate", spy)
+    try:
+        train(_example_cfg("tiny_pe", checkpoint=False), str(tmp_path / "run"), progress=False, log=lambda *a: None)
+    finally:
+        DATASETS.pop("tiny_pe")
+    assert len(seen) == 12  # 4 steps per epoch, 3 epochs
+    last_free = {}  # image bytes -> free state of its latest visit
+    for step, (x, start, free) in enumerate(seen):
+        for xi, si, fi in zip(x, start, free):
+            k = xi.tobytes()
+            if step < 4:
+                assert not si.any()
+            else:
+                np.testing.assert_array_equal(si, last_free[k])
+                assert si.any()
+            last_free[k] = fi
+    assert len(last_free) == 40
+
+
+def test_per_example_states_survive_a_kill_and_resume(tmp_path):
+    """The bank of per-example states is in the mid-epoch checkpoints: killed after 6 steps
+    (epoch 2) and resumed, the run ends with exactly the parameters of an uninterrupted one."""
+    from holoeb.data.registry import DATASETS
+    from holoeb.params_io import load_run_params
+    from holoeb.training import TrainingInterrupted, train
+
+    _tiny_dataset("tiny_pe_resume")
+    quiet = lambda *a: None  # noqa: E731
+    try:
+        cfg = _example_cfg("tiny_pe_resume", checkpoint_every=1)
+        train(cfg, str(tmp_path / "a"), progress=False, log=quiet)
+        with pytest.raises(TrainingInterrupted):
+            train(cfg, str(tmp_path / "b"), progress=False, log=quiet, stop_after_steps=6)
+        train(cfg, str(tmp_path / "b"), progress=False, log=quiet)
+        cfg_zero = _example_cfg("tiny_pe_resume", warm_start="none")
+        train(cfg_zero, str(tmp_path / "c"), progress=False, log=quiet)
+    finally:
+        DATASETS.pop("tiny_pe_resume")
+    a, b, c = (load_run_params(str(tmp_path / d)) for d in "abc")
+    assert _leaves_equal(a, b)
+    assert not _leaves_equal(a, c)  # the persistent states change the training (T_free = 3 is unconverged)
+
+
+def test_per_example_states_refuse_a_streamed_split():
+    from holoeb.data.pipeline import StreamDataset, batches
+
+    with pytest.raises(ValueError, match="stable example indices"):
+        next(batches(StreamDataset.__new__(StreamDataset), 4, with_index=True))

@@ -319,14 +319,16 @@ class StreamDataset:
                              self.image_shape, self.buffer_size, self.check)
 
 
-def batches(ds, batch_size, rng=None, drop_last=True, start=0, augment=None):
+def batches(ds, batch_size, rng=None, drop_last=True, start=0, augment=None, with_index=False):
     """Yield model-ready Batch(x, y) numpy batches, each prepared on its own (raw uint8 ->
     padded -> augmented -> normalised -> reshaped). Shuffled with ``rng`` (np.random.Generator)
     if given: a permutation of the whole split for a `Dataset`, a bounded shuffle buffer for a
     `StreamDataset`. ``start`` skips the first batches (resume inside an epoch; same order).
     ``augment`` (`Augmentation`) augments batch i (counted from 0, skipped ones too); None:
-    no augmentation."""
+    no augmentation. ``with_index``: yield (Batch, indices into the split) (a `Dataset` only)."""
     if isinstance(ds, StreamDataset):
+        if with_index:
+            raise ValueError("a streamed dataset has no stable example indices (with_index=True needs a Dataset)")
         yield from _stream_batches(ds, batch_size, rng, drop_last, start, augment)
         return
     n = len(ds)
@@ -334,7 +336,8 @@ def batches(ds, batch_size, rng=None, drop_last=True, start=0, augment=None):
     stop = n - (n % batch_size) if drop_last else n
     for i in range(start * batch_size, stop, batch_size):
         idx = order[i : i + batch_size]
-        yield ds.batch(idx, augment, i // batch_size)
+        b = ds.batch(idx, augment, i // batch_size)
+        yield (b, idx) if with_index else b
 
 
 def _stream_batches(ds, bs, rng, drop_last, start, augment):
