@@ -23,12 +23,15 @@
 #         which of (a) warm start, (b) beta = 0 re-relaxation, (c) odd-first async order, (d)
 #         first-max pool ties, (f) bias bound 0.5 the training depends on
 #         (experiments/results/cl_diagnosis.md).
+# study_long [CORE [SEED [RULES]]]: the CPU study protocol with 12 epochs instead of 4 (cosine schedule
+#         over 12), one seed (default 2), rules N-EP, TBP, C-EP, N-CpL by default: whether the rules that
+#         leave the chance plateau late approach TBP given time (experiments/results/study_cpu_12ep/).
 # p_rules: P-EP and P-CpL in the same 1-epoch protocol, with the released code's choices and with
 #         holoeb's defaults, seeds 0-2.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-what=${1:?study, study_table, table1, cl_ablation or p_rules}
+what=${1:?study, study_long, study_table, table1, cl_ablation or p_rules}
 core=${2:-0}
 pin="taskset -c $core"
 short="--set n_train=5120 --set epochs=1 --set random_flip=false --set random_crop=0"
@@ -38,6 +41,13 @@ case $what in
     for seed in 0 1 2; do
       $pin holoeb study ${rules:+--set "rules=$rules"} --set seeds=[$seed] --set out_dir=experiments/results/study_cpu \
         --no-progress || exit 1
+    done ;;
+  study_long)
+    seed=${3:-2}
+    rules=${4:-'["n-ep","tbp","c-ep","n-cpl"]'}
+    for rule in $(echo "$rules" | tr -d '[]" ' | tr ',' ' '); do
+      $pin holoeb study --set "rules=[\"$rule\"]" --set seeds=[$seed] --set epochs=12 \
+        --set out_dir=experiments/results/study_cpu_12ep --no-progress || exit 1
     done ;;
   study_table)
     $pin holoeb study --set seeds=[0,1,2] --set out_dir=experiments/results/study_cpu --no-progress ;;
@@ -62,5 +72,5 @@ case $what in
           --set out_dir=experiments/results/p_rules/default --no-progress || exit 1
       done
     done ;;
-  *) echo "unknown protocol '$what': study, study_table, table1, cl_ablation or p_rules" >&2; exit 2 ;;
+  *) echo "unknown protocol '$what': study, study_long, study_table, table1, cl_ablation or p_rules" >&2; exit 2 ;;
 esac
