@@ -406,3 +406,40 @@ def test_nudge_error_is_rbp_delta_on_active_units():
         summary = reference_summary(model, reference(model, params, x, y, 400, cfg=SolveConfig(1e-12, 30, 100)))
         assert float(np.min(np.asarray(summary["cos_true_rbp"])[:-1])) < 0.99
         np.testing.assert_allclose(np.asarray(summary["cos_true_rbp_active"]), 1.0, atol=1e-8)
+
+
+def test_lower_clamp_truncates_one_side_of_the_finite_difference(x64):
+    """One hidden unit h = clip(x w1 + b1 + w2 o, 0, 1), output o = w2 h + b2, target 1, cost
+    ||o - y||^2. At equilibrium under a nudge beta (q = 2 beta): o = (w2 h + b2 + q y) / (1 + q) and,
+    while h is inside (0, 1), h(beta) = [A (1 + q) + w2 q y] / (1 + q - w2^2) with A = x w1 + b1
+    (b2 = 0). With the free h just above 0, the -beta phase would take h below 0 and stops it at
+    the clamp, the +beta phase moves it freely. dE/db1 = -h, so each rule's b1 gradient is its
+    finite difference: P-EP's is the untruncated -(h(beta) - h(0)) / beta, N-EP's is truncated to
+    -(h(0) - 0) / beta, a 50x smaller magnitude than the unclamped -(h(0) - h_lin(-beta)) / beta, and
+    C-EP averages the two. This one-sided truncation is the drift of
+    experiments/study_clamp_bias.py (comparative study, arXiv:2312.15103, Eqs. 5-6)."""
+    model = make_model("hopfield", in_features=1, hidden=(1,), num_classes=1, schedule="sync")
+    w2, A, beta = 0.5, 0.015, 0.25
+    net = {"w1": jnp.array([[1.0]]), "b1": jnp.array([A - 1.0]), "w2": jnp.array([[w2]]), "b2": jnp.array([0.0])}
+    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64),
+                                    {"net": net, "readout": model.init(jax.random.PRNGKey(0))["readout"]})
+    x, y = jnp.ones((1, 1), jnp.float64), jnp.array([0])  # one-hot target: y = 1
+
+    def h_lin(b):
+        q = 2 * b
+        return (A * (1 + q) + w2 * q) / (1 + q - w2 ** 2)
+
+    h0, hp, hm = h_lin(0.0), h_lin(beta), h_lin(-beta)
+    assert 0 < h0 < 0.05 and 0 < hp < 1 and hm < 0  # free unit near the clamp, -beta crosses it
+    expected = {"p-ep": -(hp - h0) / beta, "n-ep": -(h0 - 0.0) / beta, "c-ep": -(hp - 0.0) / (2 * beta)}
+    for name, g_b1 in expected.items():
+        res = run(name, model, params, x, y, beta=beta, **LONG)
+        np.testing.assert_allclose(res.free_state[0], [[h0]], rtol=1e-12)
+        np.testing.assert_allclose(res.grads["net"]["b1"], [g_b1], rtol=1e-10)
+    # the truncation: N-EP's estimate is 50x smaller than the unclamped difference, P-EP's is not truncated
+    assert abs(expected["n-ep"]) < abs(-(h0 - hm) / beta) / 40
+    # both one-sided estimates fall short of the exact -dh/dbeta at 0 (1.32 in magnitude), the truncated
+    # N-EP one far more: its update direction -g on b1 is 0.08 against P-EP's 0.79 and the exact 1.32
+    exact = -(h_lin(1e-6) - h_lin(-1e-6)) / 2e-6
+    assert expected["n-ep"] > expected["p-ep"] > exact
+    np.testing.assert_allclose([expected["n-ep"], expected["p-ep"], exact], [-0.08, -0.792, -1.32], atol=1e-3)
