@@ -147,7 +147,7 @@ def main():
             points[label] = measure(estimates, beta, model.init(jax.random.split(jax.random.PRNGKey(seed))[1]), batches, key)
         for spec in args.points:
             run, _, step = spec.partition("@")
-            label = f"{os.path.basename(os.path.normpath(run))}, checkpoint {step or 'latest'}"
+            label = f"{os.path.normpath(run)}, checkpoint {step or 'latest'}"  # full path: run names repeat across studies
             print(label, flush=True)
             points[label] = measure(estimates, beta, load_params(run, int(step) if step else None), batches, key)
     except (HoloebError, FileNotFoundError, ValueError) as e:
