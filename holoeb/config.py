@@ -456,6 +456,5 @@ def as_train_config(cfg):
 
 
 def to_json(cfg):
-    """The resolved config as indented JSON text (``--print-config``)."""
-    d = cfg.to_dict() if hasattr(cfg, "to_dict") else dataclasses.asdict(cfg)
-    return json.dumps(d, indent=2)
+    """The resolved config (a TrainConfig or its dict form) as indented JSON text (``--print-config``)."""
+    return json.dumps(as_train_config(cfg).to_dict(), indent=2)

@@ -74,7 +74,7 @@ def _check_activation(spec, num_layers):
 
 
 def _dtype(leaf):
-    return leaf.dtype if hasattr(leaf, "dtype") else jnp.asarray(leaf).dtype
+    return jnp.result_type(leaf)
 
 
 def _check_real_floating(tree, who):
