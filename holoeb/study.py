@@ -181,7 +181,9 @@ def train_config(cfg, rule, dataset, seed):
         "data": dict(dataset=dataset, data_dir=_data_dir(cfg, dataset), train_size=cfg.n_train or None,
                      val_size=cfg.n_test or None, random_flip=cfg.random_flip, random_crop=cfg.random_crop,
                      normalize=True),
-        "training": dict(batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed, eval_batch_size=1000, eval_train=True,
+        # evaluation batches of the training batch size: every example relaxes on its own, and on this CPU the
+        # DCHN evaluates 20% faster at 128 than at 1000 (activations of 1000 images do not fit in cache)
+        "training": dict(batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed, eval_batch_size=cfg.batch_size, eval_train=True,
                          warm_start=cfg.warm_start),
         "homeostasis": {"lambda": 0.0},
         "diagnostics": dict(enabled=cfg.diagnostics),

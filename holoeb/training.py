@@ -288,13 +288,14 @@ def same_run_settings(a, b):
 def _config_for_compare(cfg):
     """The settings that decide a run's results: a saved config written before a setting
     existed gets its default (a model / estimator option equal to its default counts as absent), and settings that only change how a run is carried out
-    (resuming, checkpoint / logging intervals) are left out."""
+    (resuming, checkpoint / logging intervals, the evaluation batch size: every example relaxes on its
+    own, so evaluation does not depend on how the examples are batched) are left out."""
     try:
         cfg = as_train_config(cfg).to_dict()
     except (ConfigError, TypeError, ValueError):
         pass
     c = json.loads(json.dumps(cfg))
-    for k in ("resume", "checkpoint_every", "progress", "log_every"):
+    for k in ("resume", "checkpoint_every", "progress", "log_every", "eval_batch_size"):
         c.get("training", {}).pop(k, None)
     from holoeb.estimators import ESTIMATORS
     from holoeb.models import MODELS

@@ -99,6 +99,28 @@ def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path):
     assert out.returncode == 0 and "OK" in out.stdout, out.stdout + out.stderr[-5000:]
 
 
+def test_evaluation_does_not_depend_on_the_batch_size():
+    """Every example relaxes on its own (no batch coupling in the DCHN's dynamics), so a run's validation
+    numbers do not depend on training.eval_batch_size, and run-config comparison leaves it out."""
+    from holoeb.data.pipeline import Dataset
+    from holoeb.training import _config_for_compare
+
+    m = make_model("dchn", in_channels=1, image_size=16, channels=(3, 4, 4, 4), num_classes=5, gains=0.5)
+    p = m.init(jax.random.PRNGKey(3))
+    rng = np.random.default_rng(0)
+    ds = Dataset(rng.uniform(0, 1, (45, 16, 16, 1)).astype(np.float32), (np.arange(45) % 5).astype(np.int32))
+    ev = jax.jit(make_eval_step(m, 12, per_example_residual=True))
+    outs = [evaluate_dataset(ev, p, ds, bs, tol=1e-4) for bs in (45, 16, 7)]
+    for o in outs[1:]:
+        assert o["error"] == outs[0]["error"] and o["unconverged"] == outs[0]["unconverged"]
+        for k in ("loss", "residual", "residual_median"):
+            np.testing.assert_allclose(o[k], outs[0][k], rtol=1e-5, err_msg=k)
+    a = _cfg().to_dict()
+    b = _cfg(**{"training.eval_batch_size": 7}).to_dict()
+    assert _config_for_compare(a) == _config_for_compare(b)
+    assert _config_for_compare(_cfg(**{"training.batch_size": 12}).to_dict()) != _config_for_compare(a)
+
+
 def test_top5_and_masked_evaluation_against_numpy():
     m = make_model("mlp", in_features=16, hidden=(8,), num_classes=12)
     p = m.init(jax.random.PRNGKey(0))
