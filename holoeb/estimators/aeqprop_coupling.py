@@ -59,7 +59,7 @@ def eps_tree(eps, theta):
 
 def tree_axpy(a, x, y):
     """a * x + y leafwise (a a pytree like x, or a scalar / 0-d array)."""
-    if isinstance(a, (int, float)) or (isinstance(a, (jax.Array, np.ndarray)) and a.ndim == 0):
+    if isinstance(a, (int, float, np.generic)) or (isinstance(a, (jax.Array, np.ndarray)) and a.ndim == 0):
         return jax.tree_util.tree_map(lambda xi, yi: a * xi + yi, x, y)
     return jax.tree_util.tree_map(lambda ai, xi, yi: ai * xi + yi, a, x, y)
 

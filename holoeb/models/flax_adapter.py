@@ -74,7 +74,8 @@ def _check_activation(spec, num_layers):
 
 
 def _dtype(leaf):
-    return jnp.result_type(leaf)
+    # arrays, tracers and the ShapeDtypeStructs of eval_shape all carry .dtype; a Python scalar does not
+    return leaf.dtype if hasattr(leaf, "dtype") else jnp.asarray(leaf).dtype
 
 
 def _check_real_floating(tree, who):
