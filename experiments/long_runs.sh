@@ -26,12 +26,16 @@
 # study_long [CORE [SEED [RULES]]]: the CPU study protocol with 12 epochs instead of 4 (cosine schedule
 #         over 12), one seed (default 2), rules N-EP, TBP, C-EP, N-CpL by default: whether the rules that
 #         leave the chance plateau late approach TBP given time (experiments/results/study_cpu_12ep/).
+# cl_free120 [CORE [SEED]]: CL in the 12-epoch protocol with free phases of 120 iterations instead of 60
+#         (seed 2 by default): whether CL's stall follows from its unconverged free phases, which
+#         experiments/study_free_convergence.py finds slow (not oscillating) and converged by 120 iterations
+#         (experiments/results/study_cpu_12ep_cl_free120/).
 # p_rules: P-EP and P-CpL in the same 1-epoch protocol, with the released code's choices and with
 #         holoeb's defaults, seeds 0-2.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-what=${1:?study, study_long, study_table, table1, cl_ablation or p_rules}
+what=${1:?study, study_long, cl_free120, study_table, table1, cl_ablation or p_rules}
 core=${2:-0}
 pin="taskset -c $core"
 short="--set n_train=5120 --set epochs=1 --set random_flip=false --set random_crop=0"
@@ -49,6 +53,10 @@ case $what in
       $pin holoeb study --set "rules=[\"$rule\"]" --set seeds=[$seed] --set epochs=12 \
         --set out_dir=experiments/results/study_cpu_12ep --no-progress || exit 1
     done ;;
+  cl_free120)
+    seed=${3:-2}
+    $pin holoeb study --set 'rules=["cl"]' --set seeds=[$seed] --set epochs=12 --set T_free=120 \
+      --set out_dir=experiments/results/study_cpu_12ep_cl_free120 --no-progress ;;
   study_table)
     $pin holoeb study --set seeds=[0,1,2] --set out_dir=experiments/results/study_cpu --no-progress ;;
   table1)
