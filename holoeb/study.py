@@ -245,6 +245,11 @@ def grid_results(cfg):
     return finished, unfinished
 
 
+def _label(rule: str) -> str:
+    """The paper's name of a rule: "c-cpl" -> "C-CpL", "n-ep" -> "N-EP", "tbp" -> "TBP"."""
+    return rule.upper().replace("CPL", "CpL")
+
+
 def _paper(rule, dataset):
     v = PAPER_TEST_ERROR.get(dataset, {}).get(rule)
     return "-" if v is None else (f"{v[0]:.2f}" if v[1] is None else f"{v[0]:.2f} +- {v[1]:.2f}")
@@ -283,7 +288,7 @@ def summarise(results, cfg, unfinished=()):
             test = f"{s['test']:.2f} +- {s['test_std']:.2f} (n={s['n']})" if s and s["n"] > 1 else (
                 f"{s['test']:.2f} (n=1)" if s else "-")
             cells += [test, f"{s['train']:.2f}" if s else "-", _paper(rule, d)]
-        rows.append(f"| {rule.upper()} | " + " | ".join(cells) + " |")
+        rows.append(f"| {_label(rule)} | " + " | ".join(cells) + " |")
     conv = ["", "Last epoch, mean over seeds: examples above the residual tolerance (free / nudged phases, %) and "
             "cosine of the update to RBP's gradient on the probe batch", "",
             "| rule | dataset | free unconverged | nudged unconverged | cos(update, RBP) |", "|---|---|---|---|---|"]
@@ -292,12 +297,12 @@ def summarise(results, cfg, unfinished=()):
             s_ = summary.get(rule, {}).get(d)
             if s_:
                 fmt = lambda v, scale, spec: "-" if v is None else format(scale * v, spec)
-                conv.append(f"| {rule.upper()} | {d} | {fmt(s_['free_unconverged'], 100, '.1f')} | "
+                conv.append(f"| {_label(rule)} | {d} | {fmt(s_['free_unconverged'], 100, '.1f')} | "
                             f"{fmt(s_['nudge_unconverged'], 100, '.1f')} | {fmt(s_['update_cosine_rbp'], 1, '.3f')} |")
     protocol = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("rules", "seeds", "out_dir")}
     if unfinished:
         conv += ["", "Unfinished (resumable) runs: " + ", ".join(
-            f"{r.upper()} {d} seed {seed} ({done} of {cfg.epochs} epochs)" for r, d, seed, done in unfinished)]
+            f"{_label(r)} {d} seed {seed} ({done} of {cfg.epochs} epochs)" for r, d, seed, done in unfinished)]
     md = "\n".join([f"Test / train error in % after {cfg.epochs} epochs (mean +- sample std over the finished seeds, n of "
                      "them); paper: Table 7 of the comparative study (100 epochs, channels 128-256-512-512, 3 seeds). "
                      f"Protocol: {json.dumps(protocol)}", "", head, sep] + rows + conv) + "\n"
