@@ -30,12 +30,16 @@
 #         (seed 2 by default): whether CL's stall follows from its unconverged free phases, which
 #         experiments/study_free_convergence.py finds slow (not oscillating) and converged by 120 iterations
 #         (experiments/results/study_cpu_12ep_cl_free120/).
+# cl_warm_free [CORE [SEED]]: CL in the 12-epoch protocol (60 free iterations) with each batch's free phase
+#         starting from the previous batch's free state instead of its clamped state (warm_start=free,
+#         seed 2 by default): whether the clamped start is what leaves CL's free phases unconverged
+#         (experiments/results/study_cpu_12ep_cl_warm_free/).
 # p_rules: P-EP and P-CpL in the same 1-epoch protocol, with the released code's choices and with
 #         holoeb's defaults, seeds 0-2.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-what=${1:?study, study_long, cl_free120, study_table, table1, cl_ablation or p_rules}
+what=${1:?study, study_long, cl_free120, cl_warm_free, study_table, table1, cl_ablation or p_rules}
 core=${2:-0}
 pin="taskset -c $core"
 short="--set n_train=5120 --set epochs=1 --set random_flip=false --set random_crop=0"
@@ -57,6 +61,10 @@ case $what in
     seed=${3:-2}
     $pin holoeb study --set 'rules=["cl"]' --set seeds=[$seed] --set epochs=12 --set T_free=120 \
       --set out_dir=experiments/results/study_cpu_12ep_cl_free120 --no-progress ;;
+  cl_warm_free)
+    seed=${3:-2}
+    $pin holoeb study --set 'rules=["cl"]' --set seeds=[$seed] --set epochs=12 --set warm_start=free \
+      --set out_dir=experiments/results/study_cpu_12ep_cl_warm_free --no-progress ;;
   study_table)
     $pin holoeb study --set seeds=[0,1,2] --set out_dir=experiments/results/study_cpu --no-progress ;;
   table1)
