@@ -67,6 +67,14 @@ class SweepSpec:
         """Theoretical order of the finite-nudge bias in |beta| (None if not a Cauchy rule)."""
         return {"ep": 1, "ep-neg": 1, "centered": 2, "cauchy": self.N, "continuous": self.N}.get(self.kind)
 
+    @property
+    def beta_independent(self):
+        """True for a registered estimator without a ``beta`` field (CL, which clamps
+        instead of nudging): its estimate is computed once and repeated along the |beta| grid."""
+        from holoeb.estimators import estimator_fields
+
+        return self.kind not in NATIVE_KINDS and "beta" not in estimator_fields(self.kind)
+
 
 def parse_spec(text):
     """'ep', 'ep-neg', 'centered', 'cauchy:N', 'continuous:N:P' or a registered estimator name."""
@@ -285,7 +293,6 @@ def generic_evaluator(model, name, T_free):
             cache[key] = jax.jit(run)
         return cache[key](params, x, y, ref)
 
-    f.beta_independent = not has_beta
     return f
 
 
@@ -331,7 +338,7 @@ def bias_sweep(model, params, batches, betas, specs, T_free=150, free_tol=None, 
         f = evaluators[spec.label]
         per_beta = []
         for b in betas:
-            if getattr(f, "beta_independent", False) and per_beta:
+            if spec.beta_independent and per_beta:
                 per_beta.append(per_beta[0])
                 continue
             try:

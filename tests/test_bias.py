@@ -143,6 +143,11 @@ def test_bad_inputs():
         bias.log_grid(-1, 1, 3)
 
 
+def test_beta_independent_specs():
+    assert bias.parse_spec("cl").beta_independent
+    assert not any(bias.parse_spec(s).beta_independent for s in ("ep", "cauchy:2", "continuous:4:1", "c-ep", "p-cpl"))
+
+
 def test_theory_bias():
     assert bias.theory_bias([0.5], 3)[0] == pytest.approx(0.5 ** 3 / math.factorial(4))
     assert bias.loglog_slope([0.1, 0.2, 0.4], [1e-3, 4e-3, 1.6e-2]) == pytest.approx(2.0)
