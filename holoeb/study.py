@@ -299,6 +299,7 @@ def summarise(results, cfg, unfinished=()):
                 fmt = lambda v, scale, spec: "-" if v is None else format(scale * v, spec)
                 conv.append(f"| {_label(rule)} | {d} | {fmt(s_['free_unconverged'], 100, '.1f')} | "
                             f"{fmt(s_['nudge_unconverged'], 100, '.1f')} | {fmt(s_['update_cosine_rbp'], 1, '.3f')} |")
+    conv += epoch_table(results, rules, cfg.datasets)
     protocol = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("rules", "seeds", "out_dir")}
     if unfinished:
         conv += ["", "Unfinished (resumable) runs: " + ", ".join(
@@ -307,6 +308,24 @@ def summarise(results, cfg, unfinished=()):
                      "them); paper: Table 7 of the comparative study (100 epochs, channels 128-256-512-512, 3 seeds). "
                      f"Protocol: {json.dumps(protocol)}", "", head, sep] + rows + conv) + "\n"
     return summary, md
+
+
+def epoch_table(results, rules, datasets):
+    """Markdown lines: per dataset, the test error (%) after every epoch, one row per finished
+    (rule, seed), rules in the order of ``rules``, seeds ascending (empty when no run logged epochs)."""
+    lines = []
+    for d in datasets:
+        runs = sorted((r for r in results if r["dataset"] == d and r.get("history") and "val_error" in r["history"][0]),
+                      key=lambda r: (rules.index(r["rule"]) if r["rule"] in rules else len(rules), r["seed"]))
+        if not runs:
+            continue
+        n = max(len(r["history"]) for r in runs)
+        lines += ["", f"{d}: test error (%) after each epoch", "",
+                  "| rule | seed | " + " | ".join(str(e) for e in range(1, n + 1)) + " |", "|---|---|" + "---|" * n]
+        for r in runs:
+            errs = [f"{h['val_error']:.1f}" for h in r["history"]] + [""] * (n - len(r["history"]))
+            lines.append(f"| {_label(r['rule'])} | {r['seed']} | " + " | ".join(errs) + " |")
+    return lines
 
 
 def run_study(cfg, log=print, progress=False):

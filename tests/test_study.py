@@ -98,3 +98,17 @@ def test_summary_gives_mean_and_sample_std_over_seeds(tmp_path):
     assert summary["tbp"]["fashion_mnist"]["test_std"] == 0.0
     assert f"| CL | 52.00 +- {cl['test_std']:.2f} (n=3) | 51.00 | 10.10 +- 0.17 |" in md
     assert "| TBP | 20.00 (n=1) | 19.00 | 6.12 +- 0.10 |" in md
+
+
+def test_summary_lists_every_run_epoch_by_epoch(tmp_path):
+    from holoeb.study import summarise
+
+    cfg = _cfg(tmp_path, 'rules=["tbp","cl"]')
+    curves = {("cl", 1): [80.0, 45.25], ("cl", 0): [90.0, 50.0], ("tbp", 0): [70.0, 30.04]}
+    results = [dict(rule=rule, dataset="fashion_mnist", seed=seed, test_error=c[-1], train_error=c[-1],
+                    history=[{"epoch": i + 1, "val_error": e} for i, e in enumerate(c)]) for (rule, seed), c in curves.items()]
+    _, md = summarise(results, cfg)
+    lines = md.splitlines()
+    head = lines.index("| rule | seed | 1 | 2 |")
+    # rules in the protocol's order, seeds ascending, one decimal
+    assert lines[head + 2:head + 5] == ["| TBP | 0 | 70.0 | 30.0 |", "| CL | 0 | 90.0 | 50.0 |", "| CL | 1 | 80.0 | 45.2 |"]
