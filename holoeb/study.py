@@ -217,7 +217,7 @@ def grid_results(cfg):
     """The cells of this study's protocol already in ``cfg.out_dir``, whatever invocation trained
     them (any rule of RULES, any seed): a run directory <dataset>-<rule>-seed<n> counts when its
     config is the one ``train_config`` gives for that cell (holoeb.training.same_run_settings).
-    Returns (finished results, unfinished [(rule, dataset, seed, epochs done)]): two studies
+    Returns (finished results, unfinished results with ``epochs`` = epochs done): two studies
     sharing an out_dir (e.g. two processes, one rule set each) then write the same table."""
     from holoeb.training import same_run_settings
 
@@ -241,7 +241,7 @@ def grid_results(cfg):
                 if done >= cfg.epochs:
                     finished.append(_cell_result(rule, ds, seed, history, d))
                 else:
-                    unfinished.append((rule, ds, seed, done))
+                    unfinished.append(dict(rule=rule, dataset=ds, seed=seed, epochs=done, history=history, run_dir=d))
     return finished, unfinished
 
 
@@ -258,7 +258,8 @@ def _paper(rule, dataset):
 def summarise(results, cfg, unfinished=()):
     """{rule: {dataset: {test, train, test_std, n}}} and a markdown table like Table 1, with the
     paper's test error (Table 7) next to ours; rows: ``cfg.rules``, then any other rule with
-    results; ``unfinished`` cells (rule, dataset, seed, epochs done) are listed below it."""
+    results; ``unfinished`` cells (`grid_results`) are listed below it and, marked partial, in
+    the epoch-by-epoch table."""
     table = {}
     for r in results:
         table.setdefault(r["rule"], {}).setdefault(r["dataset"], []).append(r)
@@ -299,20 +300,22 @@ def summarise(results, cfg, unfinished=()):
                 fmt = lambda v, scale, spec: "-" if v is None else format(scale * v, spec)
                 conv.append(f"| {_label(rule)} | {d} | {fmt(s_['free_unconverged'], 100, '.1f')} | "
                             f"{fmt(s_['nudge_unconverged'], 100, '.1f')} | {fmt(s_['update_cosine_rbp'], 1, '.3f')} |")
-    conv += epoch_table(results, rules, cfg.datasets)
+    conv += epoch_table(results, rules, cfg.datasets, partial=unfinished)
     protocol = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("rules", "seeds", "out_dir")}
     if unfinished:
         conv += ["", "Unfinished (resumable) runs: " + ", ".join(
-            f"{_label(r)} {d} seed {seed} ({done} of {cfg.epochs} epochs)" for r, d, seed, done in unfinished)]
+            f"{_label(u['rule'])} {u['dataset']} seed {u['seed']} ({u['epochs']} of {cfg.epochs} epochs)" for u in unfinished)]
     md = "\n".join([f"Test / train error in % after {cfg.epochs} epochs (mean +- sample std over the finished seeds, n of "
                      "them); paper: Table 7 of the comparative study (100 epochs, channels 128-256-512-512, 3 seeds). "
                      f"Protocol: {json.dumps(protocol)}", "", head, sep] + rows + conv) + "\n"
     return summary, md
 
 
-def epoch_table(results, rules, datasets):
-    """Markdown lines: per dataset, the test error (%) after every epoch, one row per finished
-    (rule, seed), rules in the order of ``rules``, seeds ascending (empty when no run logged epochs)."""
+def epoch_table(results, rules, datasets, partial=()):
+    """Markdown lines: per dataset, the test error (%) after every epoch, one row per (rule, seed),
+    rules in the order of ``rules``, seeds ascending; runs in ``partial`` (unfinished) are marked
+    so. Empty when no run logged an epoch."""
+    results = [dict(r, partial=False) for r in results] + [dict(r, partial=True) for r in partial]
     lines = []
     for d in datasets:
         runs = sorted((r for r in results if r["dataset"] == d and r.get("history") and "val_error" in r["history"][0]),
@@ -324,7 +327,8 @@ def epoch_table(results, rules, datasets):
                   "| rule | seed | " + " | ".join(str(e) for e in range(1, n + 1)) + " |", "|---|---|" + "---|" * n]
         for r in runs:
             errs = [f"{h['val_error']:.1f}" for h in r["history"]] + [""] * (n - len(r["history"]))
-            lines.append(f"| {_label(r['rule'])} | {r['seed']} | " + " | ".join(errs) + " |")
+            seed = f"{r['seed']} (partial)" if r["partial"] else str(r["seed"])
+            lines.append(f"| {_label(r['rule'])} | {seed} | " + " | ".join(errs) + " |")
     return lines
 
 
@@ -357,7 +361,7 @@ def write_summary(cfg):
     protocol = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("rules", "seeds")}
     with open(os.path.join(cfg.out_dir, "results.json"), "w") as f:
         json.dump(dict(config=protocol, summary=summary, runs=results,
-                       unfinished=[dict(rule=r, dataset=d, seed=s_, epochs=e) for r, d, s_, e in unfinished]), f, indent=1)
+                       unfinished=unfinished), f, indent=1)
     with open(os.path.join(cfg.out_dir, "table.md"), "w") as f:
         f.write(md)
     return summary, md

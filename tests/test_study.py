@@ -39,7 +39,8 @@ def test_study_writes_a_table_for_every_rule(tmp_path):
     for rule, per in summary.items():
         r = per["fashion_mnist"]
         assert 0.0 <= r["test"] <= 100.0 and 0.0 <= r["train"] <= 100.0 and r["n"] == 1
-    error_table, convergence_table = md.split("Last epoch, mean over seeds")
+    error_table, rest = md.split("Last epoch, mean over seeds")
+    convergence_table, epochs_table = rest.split("fashion_mnist: test error (%) after each epoch")
     rows = [line for line in error_table.splitlines() if line.startswith("| ") and not line.startswith("| rule")]
     assert [r.split("|")[1].strip() for r in rows] == ["C-EP", "TBP"]
     conv = [line.split("|") for line in convergence_table.splitlines() if line.startswith("| ") and not line.startswith("| rule")]
@@ -47,6 +48,9 @@ def test_study_writes_a_table_for_every_rule(tmp_path):
     for c in conv:  # fractions of unconverged examples (%) and a cosine
         assert 0.0 <= float(c[3]) <= 100.0 and -1.0 <= float(c[5]) <= 1.0
         assert (c[4].strip() == "-") == (c[1].strip() == "TBP")  # TBP has no nudged phase
+    by_epoch = [line.split("|")[1:-1] for line in epochs_table.splitlines() if line.startswith("| ") and not line.startswith("| rule")]
+    assert [[c.strip() for c in row] for row in by_epoch] == [
+        [_label, "0", f"{summary[rule]['fashion_mnist']['test']:.1f}"] for rule, _label in (("c-ep", "C-EP"), ("tbp", "TBP"))]
     saved = json.load(open(os.path.join(tmp_path, "results.json")))
     assert saved["config"]["cost_scale"] == 0.5 and len(saved["runs"]) == 2
     assert all(np.isfinite(h["train_loss"]) for r in saved["runs"] for h in r["history"])
@@ -107,8 +111,11 @@ def test_summary_lists_every_run_epoch_by_epoch(tmp_path):
     curves = {("cl", 1): [80.0, 45.25], ("cl", 0): [90.0, 50.0], ("tbp", 0): [70.0, 30.04]}
     results = [dict(rule=rule, dataset="fashion_mnist", seed=seed, test_error=c[-1], train_error=c[-1],
                     history=[{"epoch": i + 1, "val_error": e} for i, e in enumerate(c)]) for (rule, seed), c in curves.items()]
-    _, md = summarise(results, cfg)
+    partial = [dict(rule="tbp", dataset="fashion_mnist", seed=1, epochs=1, history=[{"epoch": 1, "val_error": 60.0}])]
+    _, md = summarise(results, cfg, partial)
     lines = md.splitlines()
     head = lines.index("| rule | seed | 1 | 2 |")
-    # rules in the protocol's order, seeds ascending, one decimal
-    assert lines[head + 2:head + 5] == ["| TBP | 0 | 70.0 | 30.0 |", "| CL | 0 | 90.0 | 50.0 |", "| CL | 1 | 80.0 | 45.2 |"]
+    # rules in the protocol's order, seeds ascending, one decimal; an unfinished run marked partial
+    assert lines[head + 2:head + 6] == ["| TBP | 0 | 70.0 | 30.0 |", "| TBP | 1 (partial) | 60.0 |  |",
+                                        "| CL | 0 | 90.0 | 50.0 |", "| CL | 1 | 80.0 | 45.2 |"]
+    assert f"Unfinished (resumable) runs: TBP fashion_mnist seed 1 (1 of {cfg.epochs} epochs)" in md
