@@ -68,7 +68,7 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
     an example's free residual exceeds ``tol`` (metrics["applied"]). metrics also hold the
     free phase's residual max / median, the fraction of examples above ``tol``, and the
     nudged phases' residual max / median / fraction above ``tol`` for estimators that report
-    one (aux["nudge_residual"]).
+    one (aux["nudge_residual"]), and the free phase's iteration count (aux["free_steps"]).
 
     warm_start "last" / "free" / "example": the step is step(params, opt_state, batch, rng, state) ->
     (params, opt_state, metrics, state); the free phase starts from ``state`` and the step
@@ -90,6 +90,8 @@ def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=
         if "nudge_residual" in res.aux:  # per example (worst nudged phase), or one value for the batch
             n_worst, n_median, n_frac = residual_stats(jnp.atleast_1d(res.aux["nudge_residual"]), tol)
             metrics.update(nudge_residual=n_worst, nudge_residual_median=n_median, nudge_unconverged=n_frac)
+        if "free_steps" in res.aux:
+            metrics["free_steps"] = res.aux["free_steps"]
         if lam:
             h, hg = homeostasis.homeostatic_grad(
                 model, params, batch.x, res.free_state, k_h, homeo_samples, coordinates, homeo_normalize
@@ -434,7 +436,7 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
     start_epoch, start_step, global_step = 1, 0, 0
     sums0 = {"loss": 0.0, "accuracy": 0.0, "residual": 0.0, "residual_median": 0.0, "unconverged": 0.0,
              "nudge_residual": 0.0, "nudge_residual_median": 0.0, "nudge_unconverged": 0.0, "skipped": 0.0,
-             "homeo_loss": 0.0}
+             "homeo_loss": 0.0, "free_steps": 0.0}
     ckpt = None
     if tcfg.checkpoint:
         ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=tcfg.checkpoints_to_keep)
@@ -576,6 +578,8 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
             rec["train_nudge_residual"] = sums["nudge_residual"] / steps_per_epoch
             rec["train_nudge_residual_median"] = sums["nudge_residual_median"] / steps_per_epoch
             rec["train_nudge_unconverged"] = sums["nudge_unconverged"] / steps_per_epoch
+        if sums["free_steps"] > 0:  # mean over steps of the free phase's iterations (T_free unless free_tol stops it)
+            rec["train_free_steps"] = sums["free_steps"] / steps_per_epoch
         if lam:
             rec["homeo_loss"] = sums["homeo_loss"] / steps_per_epoch
         if tcfg.eval_train and epoch == epochs:
@@ -590,6 +594,7 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
             f" | unconverged (residual > {tol:g}) train {100 * rec['train_unconverged']:.2f}% "
             f"val {100 * rec['val_unconverged']:.2f}% (val median {rec['val_residual_median']:.2g}, max {rec['val_residual']:.2g})" +
             (f" | train error {rec['train_error']:.2f}%" if "train_error" in rec else "") +
+            (f" | free iterations {rec['train_free_steps']:.1f}" if "train_free_steps" in rec else "") +
             (f" | cos vs RBP {np.round(rec['cosine_rbp'], 3).tolist()}" +
              (f" (active units {np.round(rec['cosine_rbp_active'], 3).tolist()})"
               if np.max(np.abs(np.subtract(rec["cosine_rbp"], rec["cosine_rbp_active"]))) > 1e-3 else "") +

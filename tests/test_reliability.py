@@ -278,3 +278,39 @@ def test_metrics_fetched_per_interval_equal_per_step_and_name_the_failing_step(t
         messages.append(str(e.value).split(":")[0])
         assert not os.path.exists(os.path.join(tmp_path, f"bad{every}", "metrics.json"))
     assert messages == ["epoch 1, step 1", "epoch 1, step 1"]
+
+
+@pytest.mark.parametrize("name", ["ep", "cauchy", "true", "rbp", "tbp"])
+def test_free_steps_are_the_iterations_to_tolerance(name, x64):
+    """aux["free_steps"] is the free phase's iteration count: with a tolerance, the first k at
+    which the batch's largest residual ||Phi(u_k) - u_k|| is <= tol (plain iterations from zero,
+    recomputed here step by step); the cap when the tolerance is never met; without one, T_free."""
+    from holoeb.solvers import Relaxation
+
+    m, p, b = small_problem()
+    tol = 1e-6
+    res = make_estimator(name, free=Relaxation(200, tol=tol))(m, p, b, jax.random.PRNGKey(0))
+    k = int(res.aux["free_steps"])
+    drive = m.drive(p["net"], b.x)
+    step = jax.jit(lambda u: m.phi_layers(p["net"], u, drive, tuple(range(len(u)))))
+    flat = lambda u: np.concatenate([np.reshape(np.asarray(v), (v.shape[0], -1)) for v in u], axis=1)
+    u, first = m.init_state(b.x), None
+    for i in range(1, 201):
+        new = step(u)
+        if np.max(np.linalg.norm(flat(new) - flat(u), axis=1)) <= tol:
+            first = i
+            break
+        u = new
+    assert 1 < k < 200 and k == first
+    for free in (Relaxation(7), Relaxation(7, tol=1e-30)):
+        assert int(make_estimator(name, free=free)(m, p, b, jax.random.PRNGKey(0)).aux["free_steps"]) == 7
+
+
+def test_trainer_logs_the_mean_free_iterations(tmp_path):
+    """train_free_steps, the mean over an epoch's steps: T_free for a fixed free phase, fewer
+    when a loose tolerance stops it."""
+    quiet = dict(progress=False, log=lambda *a: None)
+    fixed = train(_toy_cfg(), str(tmp_path / "fixed"), **quiet)[-1]
+    loose = train(_toy_cfg(**{"estimator.T_free": 400, "estimator.free_tol": 1e-2}), str(tmp_path / "loose"), **quiet)[-1]
+    assert fixed["train_free_steps"] == 5.0
+    assert 1.0 <= loose["train_free_steps"] < 400.0

@@ -57,7 +57,7 @@ class EstimatorResult(NamedTuple):
     accuracy: Any  # readout accuracy at the free state
     error: Any  # tuple of per-layer (B, ...) estimates of delta (pre-activation coordinates)
     residual: Any  # (B,) free-phase residual ||F(u*)||
-    aux: Any  # dict of estimator-specific diagnostics
+    aux: Any  # dict of estimator-specific diagnostics ("free_steps": iterations the free phase took)
     # the state the relaxations leave the network in (the last nudged/clamped phase's
     # equilibrium for the energy rules; None: the free state). A trainer that starts the
     # next batch where the network was left (training.warm_start="last") starts from it.
@@ -178,9 +178,12 @@ class Estimator:
         Returns (Solution, drive)."""
         return self.free.run_model(model, params["net"], x, u0)
 
-    def finish(self, model, params, batch, u_free, error, residual, aux=None, presynaptic_states=None):
-        """Assemble grads from an error vector and collect the common diagnostics."""
+    def finish(self, model, params, batch, u_free, error, residual, aux=None, presynaptic_states=None, free_steps=None):
+        """Assemble grads from an error vector and collect the common diagnostics (with
+        ``free_steps``, the free phase's iteration count, as aux["free_steps"])."""
         aux = dict(aux or {})
+        if free_steps is not None:
+            aux["free_steps"] = free_steps
         grads = assemble_grads(model, params, batch, u_free, error, presynaptic_states)
         loss = dynamics.loss_at(model, params, u_free, batch.y)
         acc = dynamics.accuracy(model, params, u_free, batch.y)

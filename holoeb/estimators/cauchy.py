@@ -74,4 +74,4 @@ class Cauchy(Estimator):
             model, params, drive, batch.y, u0, abs(self.beta), self.N, self.nudge, self.conjugate_symmetry and real_system,
         )
         aux = {"nudge_residual": res}
-        return self.finish(model, params, batch, u0, tuple(-v for v in e), free.residual, aux)
+        return self.finish(model, params, batch, u0, tuple(-v for v in e), free.residual, aux, free_steps=free.steps)

@@ -134,7 +134,8 @@ class EnergyRule(Estimator):
         dt = energy.param_dtype(params["net"])
         error = tuple(-(b.astype(dt) - a.astype(dt)) / (beta_b - beta_a) for a, b in zip(s_a, s_b))
         s0f = tuple(v.astype(dt) for v in s0)
-        aux = {"nudge_residual": jnp.max(jnp.stack(residuals), axis=0), "weight_angle": {}}  # (B,), worst phase
+        aux = {"nudge_residual": jnp.max(jnp.stack(residuals), axis=0), "weight_angle": {},  # (B,), worst phase
+               "free_steps": free.steps}
         if self.compare_rbp:
             delta, _ = rbp_delta(model, params, dynamics.Batch(x, y), s0f, self.solve_config)
             aux["cosine_rbp"] = layer_cosines(error, delta)

@@ -28,4 +28,4 @@ class EP(Estimator):
         # the one-point Cauchy rule with a signed radius is exactly this finite difference
         e, res = cauchy_activity_derivative(model, params, drive, batch.y, u0, self.beta, 1, self.nudge)
         aux = {"nudge_residual": res}
-        return self.finish(model, params, batch, u0, tuple(-v for v in e), free.residual, aux)
+        return self.finish(model, params, batch, u0, tuple(-v for v in e), free.residual, aux, free_steps=free.steps)

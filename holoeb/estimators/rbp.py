@@ -19,7 +19,8 @@ class RBP(Estimator):
         free, _ = self.free_phase(model, params, batch.x, init_state)
         delta, rel = rbp_delta(model, params, batch, free.state, self.solve_config)
         est = dataclasses.replace(self, compare_rbp=False)  # delta is the reference itself
-        out = est.finish(model, params, batch, free.state, delta, free.residual, est.solve_diagnostics(rel))
+        out = est.finish(model, params, batch, free.state, delta, free.residual, est.solve_diagnostics(rel),
+                         free_steps=free.steps)
         if self.compare_rbp:
             out.aux["cosine_rbp"] = jnp.ones((len(delta),))
         return out

@@ -53,6 +53,6 @@ class TBP(Estimator):
         zeros = tuple(jnp.zeros_like(v) for v in u_free)
         g_params, error = jax.grad(total_loss, argnums=(0, 1))(params, zeros)
         B = x.shape[0]
-        result = self.finish(model, params, batch, u_free, error, free.residual)
+        result = self.finish(model, params, batch, u_free, error, free.residual, free_steps=free.steps)
         grads = jax.tree_util.tree_map(lambda g: g / B, g_params)
         return result._replace(grads=grads)

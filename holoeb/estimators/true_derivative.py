@@ -30,4 +30,4 @@ class TrueDerivative(Estimator):
         free, drive = self.free_phase(model, params, batch.x, init_state)
         e, _, rel = true_activity_derivative(model, params, drive, batch.y, free.state, self.solve_config)
         aux = self.solve_diagnostics(rel)
-        return self.finish(model, params, batch, free.state, tuple(-v for v in e), free.residual, aux)
+        return self.finish(model, params, batch, free.state, tuple(-v for v in e), free.residual, aux, free_steps=free.steps)
