@@ -34,12 +34,17 @@
 #         starting from the previous batch's free state instead of its clamped state (warm_start=free,
 #         seed 2 by default): whether the clamped start is what leaves CL's free phases unconverged
 #         (experiments/results/study_cpu_12ep_cl_warm_free/).
+# anderson_check [CORE]: the main job (experiments/fmnist_mlp.json: 2x256 MLP, Cauchy N=6, 3 epochs) with
+#         the paper's fixed 150 free iterations and with Anderson-accelerated free phases stopped at a
+#         residual of 1e-4 (cap 150), seeds 0-2: whether the accelerated solver leaves the validation
+#         error unchanged and how many free iterations it takes in training
+#         (experiments/results/anderson_main_job/).
 # p_rules: P-EP and P-CpL in the same 1-epoch protocol, with the released code's choices and with
 #         holoeb's defaults, seeds 0-2.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-what=${1:?study, study_long, cl_free120, cl_warm_free, study_table, table1, cl_ablation or p_rules}
+what=${1:?study, study_long, cl_free120, cl_warm_free, study_table, table1, cl_ablation, anderson_check or p_rules}
 core=${2:-0}
 pin="taskset -c $core"
 short="--set n_train=5120 --set epochs=1 --set random_flip=false --set random_crop=0"
@@ -79,6 +84,15 @@ case $what in
           --set seeds=[$seed] --set ${drop[$name]} --set out_dir=experiments/results/cl_ablation/$name --no-progress || exit 1
       done
     done ;;
+  anderson_check)
+    for seed in 0 1 2; do
+      for variant in fixed anderson; do
+        extra=""
+        [ $variant = anderson ] && extra="--set estimator.free_method=anderson --set estimator.free_tol=1e-4"
+        $pin holoeb train --config experiments/fmnist_mlp.json --seed $seed $extra --no-progress \
+          --out experiments/results/anderson_main_job/$variant-seed$seed || exit 1
+      done
+    done ;;
   p_rules)
     for seed in 0 1 2; do
       for rule in p-ep p-cpl; do
@@ -88,5 +102,5 @@ case $what in
           --set out_dir=experiments/results/p_rules/default --no-progress || exit 1
       done
     done ;;
-  *) echo "unknown protocol '$what': study, study_long, study_table, table1, cl_ablation or p_rules" >&2; exit 2 ;;
+  *) echo "unknown protocol '$what': study, study_long, cl_free120, cl_warm_free, study_table, table1, cl_ablation, anderson_check or p_rules" >&2; exit 2 ;;
 esac
