@@ -48,7 +48,7 @@ class MixedPrecisionRelaxation(Relaxation):
     def run_model(self, model, net, x, u0=None):
         low = jnp.dtype(self.dtype)
         refine = min(self.refine_steps, self.max_steps)
-        full = Relaxation(self.max_steps, self.tol, self.schedule, self.method, self.memory)
+        full = Relaxation(self.max_steps, self.tol, self.schedule, self.method, self.memory, self.restart)
         u_low = None if u0 is None else dynamics.cast_state(u0, low)
         half, _ = dataclasses.replace(full, max_steps=self.max_steps - refine, tol=None).run_model(
             model, _cast_floats(net, low), x.astype(low), u_low
@@ -63,5 +63,5 @@ def with_free_dtype(estimator, free_dtype=None, refine_steps=20):
         return estimator
     f = estimator.free
     wrapped = MixedPrecisionRelaxation(max_steps=f.max_steps, tol=f.tol, schedule=f.schedule, method=f.method,
-                                       memory=f.memory, dtype=free_dtype, refine_steps=int(refine_steps))
+                                       memory=f.memory, restart=f.restart, dtype=free_dtype, refine_steps=int(refine_steps))
     return dataclasses.replace(estimator, free=wrapped)
