@@ -20,7 +20,6 @@ iteration of the schedule (the discrete vector field); it is zero exactly at a
 fixed point whatever the schedule.
 """
 import dataclasses
-import itertools
 import math
 from typing import Any, NamedTuple
 
@@ -205,53 +204,54 @@ class Relaxation:
         return self.run_layers(lambda u, g: model.phi_layers(net, u, drive, g), u0, model.schedule), drive
 
     def _run_anderson(self, step, u0):
-        """Anderson-accelerated fixed-point iteration in one `lax` loop (type-II, per example)."""
+        """Anderson-accelerated fixed-point iteration in one `lax` loop (type-II, per example).
+        Each layer keeps its own ring buffers of g(u_i) and f_i = g(u_i) - u_i (memory axis
+        first, layers never concatenated), and the Gram matrix H_ij = <f_i, f_j> summed over
+        layers gains one row and column per iteration."""
         leaves, treedef = jax.tree_util.tree_flatten(u0)
         B = leaves[0].shape[0]
-        shapes = [v.shape[1:] for v in leaves]
-        sizes = [math.prod(sh) for sh in shapes]
         dtype = jnp.result_type(*leaves)
         real = jnp.finfo(dtype).dtype
         m = self.memory
 
-        def flat(u):
-            return jnp.concatenate([v.reshape(B, -1).astype(dtype) for v in jax.tree_util.tree_leaves(u)], axis=1)
+        def flat(u):  # per-layer (B, n_l) views, in the common dtype
+            return [v.reshape(B, -1).astype(dtype) for v in jax.tree_util.tree_leaves(u)]
 
         def unflat(z):
-            parts = jnp.split(z, list(itertools.accumulate(sizes))[:-1], axis=1)
-            return jax.tree_util.tree_unflatten(
-                treedef, [p.reshape((B,) + sh).astype(v.dtype) for p, sh, v in zip(parts, shapes, leaves)])
+            return jax.tree_util.tree_unflatten(treedef, [p.reshape(v.shape).astype(v.dtype) for p, v in zip(z, leaves)])
 
         tol = self.tol  # None: exactly max_steps iterations
-        n = sum(sizes)
 
         def body(c):
-            k, x, X, G, count, prev = c
+            k, x, Gb, Fb, H, count, prev = c
             gx = flat(step(unflat(x)))
-            f = gx - x
-            res = jnp.sqrt(jnp.sum(jnp.abs(f) ** 2, axis=1))
+            f = [g - v for g, v in zip(gx, x)]
+            res = jnp.sqrt(sum(jnp.sum(jnp.abs(fl) ** 2, axis=1) for fl in f))
             if self.restart:  # an example whose residual grew forgets its history
                 count = jnp.where(res > prev, 0, count)
             count = jnp.minimum(count + 1, m)
             slot = k % m
-            X = X.at[:, slot].set(x)
-            G = G.at[:, slot].set(gx)
-            F = G - X  # (B, m, n)
+            Gb = [buf.at[slot].set(g) for buf, g in zip(Gb, gx)]
+            Fb = [buf.at[slot].set(fl) for buf, fl in zip(Fb, f)]
+            h = sum(jnp.einsum("ibn,bn->bi", jnp.conj(buf), fl) for buf, fl in zip(Fb, f))  # <f_i, f>
+            H = H.at[:, :, slot].set(h).at[:, slot, :].set(jnp.conj(h))
             # per example, the memory holds the last count[b] iterates: slots slot, slot - 1, ... (mod m)
             valid = (slot - jnp.arange(m)) % m < count[:, None]  # (B, m)
-            H = jnp.einsum("bin,bjn->bij", jnp.conj(F), F)
             scale = jnp.maximum(jnp.max(jnp.abs(jnp.diagonal(H, axis1=1, axis2=2)), axis=1), jnp.finfo(real).tiny)
             eye = jnp.eye(m, dtype=real)
             mask = valid[:, :, None] & valid[:, None, :]
-            H = jnp.where(mask, H, 0) + (1e-10 * scale[:, None, None] + jnp.where(valid, 0.0, 1.0)[:, None, :]) * eye
-            a = jnp.linalg.solve(H, valid.astype(H.dtype)[..., None])[..., 0]
+            A = jnp.where(mask, H, 0) + (1e-10 * scale[:, None, None] + jnp.where(valid, 0.0, 1.0)[:, None, :]) * eye
+            a = jnp.linalg.solve(A, valid.astype(A.dtype)[..., None])[..., 0]
             alpha = a / jnp.sum(a, axis=1, keepdims=True)
-            mixed = jnp.einsum("bi,bin->bn", alpha, G)
-            ok = jnp.all(jnp.isfinite(mixed), axis=1, keepdims=True)
-            x_new = jnp.where(ok, mixed, gx)  # fall back to the plain step if the least squares breaks down
+            # fall back to the plain step where the least squares breaks down
+            ok = jnp.all(jnp.isfinite(alpha), axis=1)
+            alpha = jnp.where(ok[:, None], alpha, (jnp.arange(m) == slot).astype(alpha.dtype))
             if tol is not None:  # x already meets the tolerance: keep it (the loop ends here)
-                x_new = jnp.where(jnp.max(res) <= tol, x, x_new)
-            return k + 1, x_new, X, G, count, res
+                done = jnp.max(res) <= tol
+                x_new = [jnp.where(done, v, jnp.einsum("bi,ibn->bn", alpha, buf)) for v, buf in zip(x, Gb)]
+            else:
+                x_new = [jnp.einsum("bi,ibn->bn", alpha, buf) for buf in Gb]
+            return k + 1, x_new, Gb, Fb, H, count, res
 
         def cond(c):
             k, res = c[0], c[-1]
@@ -260,10 +260,12 @@ class Relaxation:
             return (k < self.max_steps) & ~(jnp.max(res) <= tol)
 
         x0 = flat(u0)
-        X0 = jnp.zeros((B, m, n), dtype)
+        bufs = [jnp.zeros((m,) + v.shape, dtype) for v in x0]
+        H0 = jnp.zeros((B, m, m), dtype)
         res0 = jnp.full((B,), jnp.inf, real)
         count0 = jnp.zeros((B,), jnp.int32)
-        steps, x, *_ = jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), x0, X0, X0, count0, res0))
+        init = (jnp.asarray(0, jnp.int32), x0, bufs, [jnp.zeros_like(b) for b in bufs], H0, count0, res0)
+        steps, x, *_ = jax.lax.while_loop(cond, body, init)
         u = unflat(x)
         res = residual(step, u)
         return Solution(u, res, steps, res <= (self.tol if self.tol is not None else CONVERGED_TOL))
