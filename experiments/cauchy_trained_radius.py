@@ -12,7 +12,11 @@ so that what remains is the estimate's own bias:
 Prints (and writes OUT.md / OUT.json) per (N, r): the median per-example relative error of
 delta, the fraction of examples above 10% (split into examples the network misclassifies at
 its free state and examples it classifies correctly), the examples whose nudged phases did
-not converge, and the cosine of the batch gradient to the exact one.
+not converge, and the cosine of the batch gradient to the exact one; then, for the examples the
+estimate misses most at the smallest |beta| (and a few median ones), the eigenvalue of the free
+state's Jacobian J = dPhi/du closest to 1 (one example's dense Jacobian, a diagnostic): an
+equilibrium near a saddle-node (|1 - lambda| small) has a large d_beta u* and a branch point of
+u*_beta close to beta = 0.
 """
 import argparse
 import json
@@ -34,6 +38,19 @@ def flat(error):
     return jnp.concatenate([e.reshape(e.shape[0], -1) for e in error], axis=1)
 
 
+def example_jacobian(model, params, u, drive, i, batch):
+    """Dense dPhi/du (synchronous map) at example i's free state: (n, n), n the state size."""
+    ui = tuple(v[i:i + 1] for v in u)
+    di = jax.tree_util.tree_map(lambda d: d[i:i + 1] if d.ndim >= 1 and d.shape[0] == batch else d, drive)
+    sizes = [v.size for v in ui]
+
+    def phi(z):
+        parts = jnp.split(z, np.cumsum(sizes)[:-1])
+        return flat(model.phi_sync(params["net"], tuple(q.reshape(v.shape) for q, v in zip(parts, ui)), di))[0]
+
+    return jax.jacfwd(phi)(flat(ui)[0])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="a training run directory (its config.json and parameters)")
@@ -41,6 +58,7 @@ def main():
     ap.add_argument("--N", type=int, nargs="+", default=[2, 6])
     ap.add_argument("--batch", type=int, default=200, help="test images")
     ap.add_argument("--schedule", default="async", help="schedule of the nudged phases (async avoids sync 2-cycles)")
+    ap.add_argument("--jacobian", type=int, default=5, help="examples (worst, and as many median) to analyse")
     ap.add_argument("--out", help="write OUT.md and OUT.json")
     args = ap.parse_args()
 
@@ -74,13 +92,31 @@ def main():
     for w in rows:
         lines.append(f"| {w['N']} | {w['r']:g} | {w['median']:.1e} | {100 * w['above']:.1f}% | {100 * w['above_wrong']:.1f}% | "
                      f"{100 * w['above_right']:.1f}% | {w['unconverged']} | {w['cos']:.4f} |")
+    # the examples the estimate misses most at the last (N, r), and some median ones
+    order = np.argsort(-rel)
+    picks = list(order[:args.jacobian]) + list(order[len(order) // 2:len(order) // 2 + args.jacobian])
+    drive = model.drive(params["net"], batch[0])
+    jac_rows = []
+    for i in picks:
+        J = np.asarray(example_jacobian(model, params, ref.free_state, drive, int(i), args.batch))
+        lam = np.linalg.eigvals(J)
+        jac_rows.append(dict(example=int(i), rel=float(rel[i]), misclassified=bool(wrong[i]),
+                             delta_norm=float(jnp.linalg.norm(exact[i])), spectral_radius=float(np.max(np.abs(lam))),
+                             gap=float(np.min(np.abs(1 - lam)))))
+    lines += ["", f"Free-state Jacobian of the examples with the largest and median errors at N = {args.N[-1]}, "
+              f"|beta| = {args.betas[-1]:g}\n", "| example | rel. error | misclassified | \\|delta\\| | spectral radius of J | "
+              "min \\|1 - lambda(J)\\| |", "|---|---|---|---|---|---|"]
+    for w in jac_rows:
+        lines.append(f"| {w['example']} | {w['rel']:.1e} | {w['misclassified']} | {w['delta_norm']:.2e} | "
+                     f"{w['spectral_radius']:.3f} | {w['gap']:.2e} |")
     print("\n".join(lines))
     if args.out:
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         with open(args.out + ".md", "w") as f:
             f.write("\n".join(lines) + "\n")
         with open(args.out + ".json", "w") as f:
-            json.dump(dict(run=args.run, batch=args.batch, misclassified=float(wrong.mean()), rows=rows), f, indent=1)
+            json.dump(dict(run=args.run, batch=args.batch, misclassified=float(wrong.mean()), rows=rows, jacobian=jac_rows),
+                      f, indent=1)
 
 
 if __name__ == "__main__":
