@@ -1,7 +1,9 @@
 """Iterations to tolerance and time of a relaxation, plain (Picard) vs Anderson-accelerated,
 for the free phase of the 2x256 MLP (Fashion-MNIST batch, trained or initial parameters)
-and of the narrow DCHN, and the effect on an estimator: Cauchy N=6 (MLP) / C-EP (DCHN)
-gradients with each method compared to the `true` / RBP gradient (cosine, relative error).
+and of the narrow DCHN (gain 1 at initialisation; a trained one with --dchn-params), and the
+effect on an estimator: Cauchy N=6 (MLP) / C-EP (DCHN) gradients with each method compared to
+the `true` / RBP gradient at the same method's equilibrium (cosine, relative error), and the
+share of examples whose accelerated free phase ends at another equilibrium than the plain one.
 
     python experiments/benchmark_relaxation.py [--params runs/<run>] [--dchn-params RUN] [--tol 1e-4] [--memory 5]
 """
