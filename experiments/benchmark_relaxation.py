@@ -50,7 +50,7 @@ def rows_for(label, model, params, batch, tol, memory, max_steps, est_name, est_
         if plain_state is None:
             plain_state = sol.state
         other = state_norm(tuple(a - b for a, b in zip(sol.state, plain_state))) > 100 * tol
-        est = make_estimator(est_name, free=relax, nudge=Relaxation(max_steps, tol=tol, method=method, memory=memory), **est_hp)
+        est = make_estimator(est_name, free=relax, nudge=relax, **est_hp)
         step = jax.jit(lambda p, b: est(model, p, b, None))
         res, t_est = timed(step, params, batch, repeats=3)
         rows.append(dict(model=label, method=method, iters=int(sol.steps), free_ms=1e3 * t,

@@ -31,6 +31,11 @@ def _cast_floats(tree, dtype):
     return jax.tree_util.tree_map(lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p, tree)
 
 
+def _relaxation_fields(relaxation):
+    """The plain `Relaxation` fields of ``relaxation`` (every one, so a new field carries over)."""
+    return {f.name: getattr(relaxation, f.name) for f in dataclasses.fields(Relaxation)}
+
+
 @dataclasses.dataclass(frozen=True)
 class MixedPrecisionRelaxation(Relaxation):
     """A free-phase relaxation run mostly in ``dtype`` and refined in full precision."""
@@ -48,7 +53,7 @@ class MixedPrecisionRelaxation(Relaxation):
     def run_model(self, model, net, x, u0=None):
         low = jnp.dtype(self.dtype)
         refine = min(self.refine_steps, self.max_steps)
-        full = Relaxation(self.max_steps, self.tol, self.schedule, self.method, self.memory, self.restart)
+        full = Relaxation(**_relaxation_fields(self))
         u_low = None if u0 is None else dynamics.cast_state(u0, low)
         half, _ = dataclasses.replace(full, max_steps=self.max_steps - refine, tol=None).run_model(
             model, _cast_floats(net, low), x.astype(low), u_low
@@ -62,6 +67,5 @@ def with_free_dtype(estimator, free_dtype=None, refine_steps=20):
     if free_dtype in (None, "float32", "float64"):
         return estimator
     f = estimator.free
-    wrapped = MixedPrecisionRelaxation(max_steps=f.max_steps, tol=f.tol, schedule=f.schedule, method=f.method,
-                                       memory=f.memory, restart=f.restart, dtype=free_dtype, refine_steps=int(refine_steps))
+    wrapped = MixedPrecisionRelaxation(**_relaxation_fields(f), dtype=free_dtype, refine_steps=int(refine_steps))
     return dataclasses.replace(estimator, free=wrapped)

@@ -227,7 +227,7 @@ class Relaxation:
             k, x, Gb, Fb, H, count, prev = c
             gx = flat(step(unflat(x)))
             f = [g - v for g, v in zip(gx, x)]
-            res = jnp.sqrt(sum(jnp.sum(jnp.abs(fl) ** 2, axis=1) for fl in f))
+            res = state_norm(f)
             if self.restart:  # an example whose residual grew forgets its history
                 count = jnp.where(res > prev, 0, count)
             count = jnp.minimum(count + 1, m)
@@ -247,11 +247,10 @@ class Relaxation:
             # fall back to the plain step where the least squares breaks down
             ok = jnp.all(jnp.isfinite(alpha), axis=1)
             alpha = jnp.where(ok[:, None], alpha, (jnp.arange(m) == slot).astype(alpha.dtype))
+            x_new = [jnp.einsum("bi,ibn->bn", alpha, buf) for buf in Gb]
             if tol is not None:  # x already meets the tolerance: keep it (the loop ends here)
                 done = jnp.max(res) <= tol
-                x_new = [jnp.where(done, v, jnp.einsum("bi,ibn->bn", alpha, buf)) for v, buf in zip(x, Gb)]
-            else:
-                x_new = [jnp.einsum("bi,ibn->bn", alpha, buf) for buf in Gb]
+                x_new = [jnp.where(done, v, xn) for v, xn in zip(x, x_new)]
             return k + 1, x_new, Gb, Fb, H, count, res
 
         def cond(c):
