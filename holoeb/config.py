@@ -265,6 +265,9 @@ class TrainingConfig:
     resume: bool = True
     checkpoint_every: Optional[int] = None  # also save every n steps inside an epoch
     checkpoints_to_keep: int = 2
+    # start from the parameters of another run (a run directory: its params file or latest checkpoint;
+    # or a .npz / .pkl params file) instead of the model's initialisation; the optimizer starts afresh
+    init_from: Optional[str] = None
     # where each training batch's free phase starts: "none" = the zero state; "last" = where
     # the previous batch's step left the network (the comparative study's released code);
     # "free" = the previous batch's free state. Reset to zero at each epoch's start.
@@ -288,6 +291,8 @@ class TrainingConfig:
         check(self.warm_start in WARM_STARTS, f"{p}.warm_start", " or ".join(map(repr, WARM_STARTS)), self.warm_start)
         check(self.free_dtype in (None, "bfloat16", "float16", "float32"), f"{p}.free_dtype",
               "null, 'bfloat16', 'float16' or 'float32'", self.free_dtype)
+        check(self.init_from is None or (isinstance(self.init_from, str) and self.init_from != ""), f"{p}.init_from",
+              "null or the path of a run directory / params file", self.init_from)
 
 
 @dataclasses.dataclass

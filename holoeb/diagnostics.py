@@ -38,6 +38,14 @@ def active_layer_cosines(model, u, error, reference):
     return jnp.stack(out)
 
 
+def clamped_fractions(model, u):
+    """Per layer, the fraction of units (over the batch) at the activation's lower and at its upper
+    bound at the state u (``model.clamped_units``): two arrays of shape (L,). A hidden layer whose
+    units all sit at a bound passes a constant forward and no error backward (sigma' = 0 there)."""
+    masks = model.clamped_units(u)
+    return (jnp.stack([jnp.mean(lo) for lo, _ in masks]), jnp.stack([jnp.mean(hi) for _, hi in masks]))
+
+
 def flatten_examples(t):
     """Real parts of a tuple of (B, ...) arrays concatenated per example, shape (B, n)."""
     return jnp.concatenate([jnp.real(v).reshape(v.shape[0], -1) for v in t], axis=1)

@@ -35,10 +35,11 @@ def plot_history(history, path, title=""):
 def plot_convergence(history, path, title=""):
     """Whether the relaxations converged as training went, next to the error curve: error
     (test, running train), free / nudged residuals (median, max, fraction above tolerance),
-    weight norms per parameter, and the cosine of the update to RBP's / TBP's gradient."""
+    weight norms per parameter, the cosine of the update to RBP's / TBP's gradient, and the
+    fraction of each hidden layer's units at the lower / upper clamp (probe batch, free state)."""
     ep = [r["epoch"] for r in history]
     get = lambda key: [r.get(key, np.nan) for r in history]
-    fig, ax = plt.subplots(1, 5, figsize=(21, 3.6))
+    fig, ax = plt.subplots(1, 6, figsize=(25, 3.6))
     ax[0].plot(ep, get("val_error"), "o-", color="C3", label="test")
     ax[0].plot(ep, [100 * (1 - a) for a in get("train_acc")], "o-", color="C0", label="train (running)")
     ax[0].set(title="error (%)", xlabel="epoch")
@@ -64,6 +65,14 @@ def plot_convergence(history, path, title=""):
     ax[4].plot(ep, get("update_cosine_tbp"), "s--", color="C4", label="vs TBP")
     ax[4].set(title="cosine of the update (probe batch)", xlabel="epoch", ylim=(-1.05, 1.05))
     ax[4].legend(fontsize=7)
+    n_layers = len(history[-1].get("clamped_lower", []))
+    for l in range(n_layers - 1):  # hidden layers (the output layer is unbounded unless boxed)
+        for key, style in (("clamped_lower", "o-"), ("clamped_upper", "s--")):
+            vals = [100 * r[key][l] if key in r else np.nan for r in history]
+            ax[5].plot(ep, vals, style, color=f"C{l}", ms=3, label=f"layer {l + 1} {key.split('_')[1]}")
+    ax[5].set(title="units at a clamp, free state (%)", xlabel="epoch", ylim=(-3, 103))
+    if n_layers:
+        ax[5].legend(fontsize=6, ncol=2)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -27,12 +27,12 @@ from tqdm import tqdm
 from holoeb import dynamics, homeostasis, parallel
 from holoeb.checkpoint import Checkpointer
 from holoeb.config import as_train_config
-from holoeb.diagnostics import active_layer_cosines, layer_cosines, tree_cosine, weight_angles
+from holoeb.diagnostics import active_layer_cosines, clamped_fractions, layer_cosines, tree_cosine, weight_angles
 from holoeb.data.pipeline import Augmentation, StreamDataset, batches, prefetch
 from holoeb.data.registry import dataset_spec, load_dataset
 from holoeb.estimators import make_estimator
 from holoeb.errors import ConfigError, DivergenceError
-from holoeb.estimators.base import assemble_grads, rbp_delta
+from holoeb.estimators.base import assemble_grads, check_positive_int, rbp_delta
 from holoeb.models import make_model
 from holoeb.optim import make_optimizer
 from holoeb.precision import with_free_dtype
@@ -230,7 +230,8 @@ def _reference_function(model, solve_config, tbp_free, tbp_steps, num_samples, c
 
 def make_diagnostics(model, estimator, cfg):
     """On a fixed probe batch: per-layer cosine of the error vector to RBP's delta (on all units and on the
-    active ones, holoeb.diagnostics.active_layer_cosines), cosine of
+    active ones, holoeb.diagnostics.active_layer_cosines), the per-layer fractions of units at the
+    activation's lower / upper bound at the free state (holoeb.diagnostics.clamped_fractions), cosine of
     the parameter update (net parameters) to RBP's gradient and to truncated BP's through
     diagnostics.tbp_steps iterations (both at the estimator's free state), weight angles and
     Jacobian symmetry.
@@ -249,7 +250,8 @@ def make_diagnostics(model, estimator, cfg):
 
     @jax.jit
     def cosines(params, free_state, error, g_own, delta, g_rbp, g_tbp, sym):
-        return {"cosine_rbp": layer_cosines(error, delta),
+        lower, upper = clamped_fractions(model, free_state)
+        return {"cosine_rbp": layer_cosines(error, delta), "clamped_lower": lower, "clamped_upper": upper,
                 "cosine_rbp_active": active_layer_cosines(model, free_state, error, delta),
                 "weight_angle": weight_angles(model, params), "symmetry": sym,
                 "update_cosine_rbp": tree_cosine(g_own, g_rbp), "update_cosine_tbp": tree_cosine(g_own, g_tbp)}
@@ -261,6 +263,32 @@ def make_diagnostics(model, estimator, cfg):
         return cosines(params, free_state, error, g_own, delta, g_rbp, g_tbp, sym)
 
     return diag
+
+
+def initial_params_from(path, like):
+    """The parameters stored at ``path`` (a run directory or a .npz / .pkl params file, holoeb.params_io)
+    as arrays of ``like``'s dtypes: a run that continues another one (training.init_from). Refused
+    with a ConfigError naming the first difference when their structure or shapes differ from
+    ``like`` (the model the config describes)."""
+    from holoeb.params_io import load_params_file, load_run_params
+
+    if not os.path.exists(path):
+        raise ConfigError(f"training.init_from: {path!r} does not exist (a run directory or a .npz / .pkl params file)")
+    try:
+        loaded = load_run_params(path) if os.path.isdir(path) else load_params_file(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"training.init_from: {e}") from None
+    want = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(like)[0]}
+    got = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(loaded)[0]}
+    if set(want) != set(got):
+        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        raise ConfigError(f"training.init_from: the parameters in {path!r} do not fit the config's model "
+                          f"(missing {missing[:4]}, unexpected {extra[:4]})")
+    for k, v in want.items():
+        if tuple(np.shape(got[k])) != tuple(v.shape):
+            raise ConfigError(f"training.init_from: parameter {k} in {path!r} has shape {tuple(np.shape(got[k]))}, "
+                              f"the config's model needs {tuple(v.shape)}")
+    return jax.tree_util.tree_map(lambda a, b: jnp.asarray(b, a.dtype), like, loaded)
 
 
 def weight_norms(params):
@@ -335,7 +363,7 @@ def run_directory(run_dir):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
+def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None, stop_after_epochs=None):
     """Train per ``cfg`` (a holoeb.config.TrainConfig, or a plain dict merged over its
     defaults); write outputs into ``run_dir`` (config.json, metrics.json / .csv,
     curves.png, checkpoints/). Returns the list of per-epoch metric dicts.
@@ -356,17 +384,22 @@ def train(cfg, run_dir, progress=True, log=print, stop_after_steps=None):
       checkpoint: save orbax checkpoints into run_dir/checkpoints (default true); resume: continue
       from the latest one if present (default true); checkpoint_every: also save every n steps.
     ``stop_after_steps`` raises TrainingInterrupted after that many steps of this call (tests).
+    ``stop_after_epochs`` ends this call after that many epochs (the one it resumes in counts), with
+    the epochs' metrics written and a checkpoint saved: the first epochs of a long schedule (the
+    learning-rate schedule still spans training.epochs); calling train again resumes the run.
 
     Run directories: ``run_dir`` is locked while training (see `run_directory`); one that
     holds a run with a different config is refused unless training.resume is false.
     """
     cfg = as_train_config(cfg)
     model, estimator = build(cfg)  # a bad model / estimator is refused before the run directory exists
+    if stop_after_epochs is not None:
+        check_positive_int("stop_after_epochs", stop_after_epochs)
     with run_directory(run_dir):
-        return _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps)
+        return _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps, stop_after_epochs)
 
 
-def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
+def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps, stop_after_epochs):
     cfg_dict = cfg.to_dict()
     tcfg, dcfg, hcfg = cfg.training, cfg.data, cfg.homeostasis
     if tcfg.distributed:
@@ -399,6 +432,8 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
     key = jax.random.PRNGKey(seed)
     key, k_init = jax.random.split(key)
     params = model.init(k_init)
+    if tcfg.init_from is not None:
+        params = initial_params_from(tcfg.init_from, params)
     tx = make_optimizer(cfg.optimizer, params, steps_per_epoch, epochs)
     opt_state = tx.init(params)
     params, opt_state, key = parallel.replicate((params, opt_state, key), mesh)
@@ -569,7 +604,8 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
             diag = _to_py(diag_fn(params, diag_batch, kd))
             rec.update(cosine_rbp=diag["cosine_rbp"], cosine_rbp_active=diag["cosine_rbp_active"],
                        weight_angle=diag["weight_angle"], symmetry=diag["symmetry"],
-                       update_cosine_rbp=diag["update_cosine_rbp"], update_cosine_tbp=diag["update_cosine_tbp"])
+                       update_cosine_rbp=diag["update_cosine_rbp"], update_cosine_tbp=diag["update_cosine_tbp"],
+                       clamped_lower=diag["clamped_lower"], clamped_upper=diag["clamped_upper"])
         rec["weight_norm"] = weight_norms(params)
         rec.update(epoch_time_s=train_time, step_time_s=train_time / max(n_steps, 1))
         if topk:
@@ -604,6 +640,10 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps):
         if is_main:
             write_metrics(run_dir, cfg_dict, history)
         save(epoch + 1, 0, copy.deepcopy(data_rng.bit_generator.state), {k: 0.0 for k in sums0})
+        if stop_after_epochs is not None and epoch - start_epoch + 1 >= stop_after_epochs and epoch < epochs:
+            log(f"stopped after epoch {epoch} of {epochs} (stop_after_epochs={stop_after_epochs}); "
+                "training again with the same config and run directory resumes it")
+            break
     if ckpt is not None:
         ckpt.close()
     return history

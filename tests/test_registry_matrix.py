@@ -111,6 +111,31 @@ def test_energy_models_true_derivative_equals_rbp_with_the_sync_map(model_name, 
 
 
 @pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_clamped_and_active_units_partition_every_layer(model_name):
+    """Every unit is active, at the lower bound or at the upper bound, exactly one of the three; on
+    the hard-sigmoid energy models the hidden bounds are s <= 0 and s >= 1 (comparative study Eq. 98)."""
+    from holoeb.diagnostics import clamped_fractions
+
+    model, _, (x, _) = _problem(model_name)
+    u0 = model.init_state(x)
+    keys = jax.random.split(jax.random.PRNGKey(3), len(u0))
+    u = tuple(jax.random.uniform(k, v.shape, jnp.real(v).dtype, -0.5, 1.5).astype(v.dtype) for k, v in zip(keys, u0))
+    u = tuple(v.at[(0,) * v.ndim].set(1.0) for v in u)  # a unit exactly at a bound
+    clamped = model.clamped_units(u)
+    assert len(clamped) == len(u)
+    for l, (m, (lo, hi), v) in enumerate(zip(model.active_units(u), clamped, u)):
+        assert lo.shape == hi.shape == v.shape and not jnp.iscomplexobj(lo)
+        np.testing.assert_array_equal(np.asarray(m + lo + hi), 1.0, err_msg=f"layer {l}")
+        if isinstance(model, EnergyModel) and l < len(u) - 1:
+            np.testing.assert_array_equal(np.asarray(lo), np.asarray(jnp.real(v) <= 0))
+            np.testing.assert_array_equal(np.asarray(hi), np.asarray(jnp.real(v) >= 1))
+            assert 0 < float(jnp.mean(lo)) < 1 and 0 < float(jnp.mean(hi)) < 1
+    lower, upper = clamped_fractions(model, u)
+    assert lower.shape == upper.shape == (len(u),)
+    np.testing.assert_allclose(np.asarray(lower), [float(jnp.mean(lo)) for lo, _ in clamped])
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
 def test_active_units_mask_is_shaped_like_the_state(model_name):
     model, params, (x, y) = _problem(model_name)
     u = model.init_state(x)

@@ -164,3 +164,85 @@ def test_training_compiles_its_step_once(tmp_path, monkeypatch):
         DATASETS.pop("traced")
         training._cached_call.cache_clear()
     assert len(resumed) == 3 and traces == {"step": 3, "eval": 1}
+
+
+def test_stop_after_epochs_then_resume_is_the_uninterrupted_run(tmp_path):
+    """`train(..., stop_after_epochs=1)` ends after epoch 1 of 2 with its metrics and checkpoint written;
+    training again resumes it, and the run ends with the same parameters and history as an uninterrupted
+    one (the learning-rate schedule spans both epochs either way). The probe batch's clamp fractions
+    are logged per layer each epoch."""
+    import holoeb.training as training
+    from holoeb.config import load_config
+    from holoeb.data.registry import DATASETS, register_dataset
+    from holoeb.errors import ConfigError
+    from holoeb.params_io import load_run_params
+
+    rng = np.random.default_rng(2)
+    y = np.arange(64) % 2
+    imgs = (rng.uniform(0, 255, (64, 4, 4)) * (0.5 + 0.5 * y[:, None, None])).astype(np.uint8)
+    register_dataset("stopped", lambda split, data_dir: (imgs, y), 2, (0.5,), (0.25,), flip=False)
+    over = {"model": {"name": "hopfield", "in_features": 16, "hidden": [8], "num_classes": 2},
+            "estimator": {"name": "c-ep", "beta": 0.2, "T_free": 10, "T_nudge": 5}, "data.dataset": "stopped",
+            "training.epochs": 2, "training.batch_size": 16, "diagnostics.batch_size": 16,
+            "optimizer.schedule": "cosine"}
+    quiet = lambda *a: None
+    try:
+        full = training.train(load_config(None, over), str(tmp_path / "full"), progress=False, log=quiet)
+        first = training.train(load_config(None, over), str(tmp_path / "part"), progress=False, log=quiet,
+                               stop_after_epochs=1)
+        assert [r["epoch"] for r in first] == [1]
+        assert [r["epoch"] for r in json.load(open(tmp_path / "part" / "metrics.json"))["history"]] == [1]
+        rest = training.train(load_config(None, over), str(tmp_path / "part"), progress=False, log=quiet)
+        with pytest.raises(ConfigError, match="stop_after_epochs"):
+            training.train(load_config(None, over), str(tmp_path / "bad"), progress=False, log=quiet, stop_after_epochs=0)
+    finally:
+        DATASETS.pop("stopped")
+    assert [r["epoch"] for r in rest] == [1, 2]
+    for a, b in zip(full, rest):
+        assert a["val_error"] == b["val_error"] and a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(load_run_params(str(tmp_path / "full"))),
+                    jax.tree_util.tree_leaves(load_run_params(str(tmp_path / "part")))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    for r in full:  # one hidden layer and the output layer
+        assert len(r["clamped_lower"]) == len(r["clamped_upper"]) == 2
+        assert all(0 <= lo and 0 <= hi and lo + hi <= 1 for lo, hi in zip(r["clamped_lower"], r["clamped_upper"]))
+        assert r["clamped_lower"][1] == r["clamped_upper"][1] == 0.0  # the output layer is not boxed
+
+
+def test_init_from_starts_where_another_run_ended(tmp_path):
+    """training.init_from: a run started from another run's parameters begins exactly there (with a vanishing
+    learning rate it stays there: same validation error, same parameters); parameters of another
+    architecture or a path that does not exist are refused with a ConfigError naming the problem."""
+    import holoeb.training as training
+    from holoeb.config import load_config
+    from holoeb.data.registry import DATASETS, register_dataset
+    from holoeb.errors import ConfigError
+    from holoeb.params_io import load_run_params, save_params
+
+    rng = np.random.default_rng(4)
+    y = np.arange(48) % 2
+    imgs = (rng.uniform(0, 255, (48, 4, 4)) * (0.5 + 0.5 * y[:, None, None])).astype(np.uint8)
+    register_dataset("continued", lambda split, data_dir: (imgs, y), 2, (0.5,), (0.25,), flip=False)
+    over = {"model": {"name": "mlp", "in_features": 16, "hidden": [8], "num_classes": 2},
+            "estimator": {"name": "ep", "beta": 0.1, "T_free": 8}, "data.dataset": "continued",
+            "training.epochs": 1, "training.batch_size": 16, "diagnostics.enabled": False}
+    quiet = lambda *a: None
+    try:
+        first = training.train(load_config(None, over), str(tmp_path / "a"), progress=False, log=quiet)
+        a = load_run_params(str(tmp_path / "a"))
+        still = {**over, "training.init_from": str(tmp_path / "a"), "optimizer.learning_rate": 1e-30}
+        again = training.train(load_config(None, still), str(tmp_path / "b"), progress=False, log=quiet)
+        save_params(str(tmp_path / "a.npz"), a)  # a params file works as well as a run directory
+        from_file = training.train(load_config(None, {**still, "training.init_from": str(tmp_path / "a.npz")}),
+                                   str(tmp_path / "c"), progress=False, log=quiet)
+        wider = {**over, "model": {**over["model"], "hidden": [9]}, "training.init_from": str(tmp_path / "a")}
+        with pytest.raises(ConfigError, match=r"init_from.*shape"):
+            training.train(load_config(None, wider), str(tmp_path / "d"), progress=False, log=quiet)
+        with pytest.raises(ConfigError, match="does not exist"):
+            training.train(load_config(None, {**over, "training.init_from": str(tmp_path / "nowhere")}),
+                           str(tmp_path / "e"), progress=False, log=quiet)
+    finally:
+        DATASETS.pop("continued")
+    assert again[0]["val_error"] == from_file[0]["val_error"] == first[0]["val_error"]
+    for p, q in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(load_run_params(str(tmp_path / "b")))):
+        np.testing.assert_array_equal(np.asarray(p), np.asarray(q))

@@ -34,6 +34,9 @@ def register(subparsers):
     p.add_argument("--out", help="run directory (default runs/<config>-<estimator>-<time>)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
+                   help="end after N epochs of this call (metrics and checkpoint written; the learning-rate schedule "
+                        "still spans training.epochs); the same command again resumes the run")
     p.set_defaults(func=run)
 
 
@@ -70,6 +73,8 @@ def run(args):
     name = os.path.splitext(os.path.basename(args.config or "default"))[0]
     out = args.out or os.path.join("runs", f"{name}-{cfg.estimator.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"run directory: {out}")
-    history = train(cfg, out, progress=not args.no_progress)
+    history = train(cfg, out, progress=not args.no_progress, stop_after_epochs=args.stop_after_epochs)
     last = history[-1]
-    print(f"final validation error {last['val_error']:.2f}% after {last['epoch']} epochs -> {out}/metrics.json, curves.png")
+    done = "final" if last["epoch"] == cfg.training.epochs else "latest"
+    print(f"{done} validation error {last['val_error']:.2f}% after {last['epoch']} of {cfg.training.epochs} epochs "
+          f"-> {out}/metrics.json, curves.png")

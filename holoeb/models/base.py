@@ -131,6 +131,13 @@ class FixedPointModel(abc.ABC):
         wherever D is. Default: every unit (smooth activations)."""
         return tuple(jnp.ones(v.shape, jnp.real(v).dtype) for v in u)
 
+    def clamped_units(self, u):
+        """Per layer, a pair of masks (at the lower bound, at the upper bound) of the units whose
+        activation is saturated at the state u (real, shaped like u's layers). Where the activation
+        is bounded, active_units is 1 - lower - upper; a whole layer at one bound carries no
+        information forward and no error backward. Default: no unit is clamped (smooth activations)."""
+        return tuple((jnp.zeros(v.shape, jnp.real(v).dtype),) * 2 for v in u)
+
     def weight_pairs(self, net):
         """[(name, W^f, (W^b)^T-shaped)] forward/backward pairs for the weight-angle diagnostic."""
         return []
@@ -215,6 +222,16 @@ class EnergyModel(FixedPointModel):
             return hidden + (jnp.ones_like(o),)
         lo, hi = self.output_bounds
         return hidden + (((o > lo) & (o < hi)).astype(o.dtype),)
+
+    def clamped_units(self, u):
+        """Hidden units at the hard sigmoid's lower clamp (s <= 0) and upper clamp (s >= 1); the output
+        layer at ``output_bounds`` when it is boxed (never otherwise)."""
+        hidden = tuple(((v <= 0).astype(v.dtype), (v >= 1).astype(v.dtype)) for v in u[:-1])
+        o = u[-1]
+        if self.output_bounds is None:
+            return hidden + ((jnp.zeros_like(o), jnp.zeros_like(o)),)
+        lo, hi = self.output_bounds
+        return hidden + (((o <= lo).astype(o.dtype), (o >= hi).astype(o.dtype)),)
 
 
 def require_energy_model(model, who):
