@@ -23,6 +23,7 @@ from holoeb import dynamics, study, training
 from holoeb.config import as_train_config
 from holoeb.data.pipeline import batches
 from holoeb.data.registry import load_dataset
+from holoeb.diagnostics import clamped_fractions
 from holoeb.errors import ConfigError, HoloebError
 from holoeb.optim import make_optimizer
 
@@ -45,8 +46,8 @@ def first_steps(rule, sets, steps, seed=0):
 
     def probe(params, new, grads, res):
         net, g, dn = params["net"], grads["net"], new["net"]
-        return dict(at_zero=jnp.stack([jnp.mean(s <= 0) for s in res.free_state[:-1]]),
-                    at_one=jnp.stack([jnp.mean(s >= 1) for s in res.free_state[:-1]]),
+        at_zero, at_one = clamped_fractions(model, res.free_state)
+        return dict(at_zero=at_zero[:-1], at_one=at_one[:-1],  # hidden layers
                     grad=jnp.stack([jnp.linalg.norm(g[f"w{k}"]) for k in range(1, L + 1)]),
                     update=jnp.stack([jnp.linalg.norm(dn[f"w{k}"] - net[f"w{k}"]) for k in range(1, L + 1)]))
 
