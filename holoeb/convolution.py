@@ -29,6 +29,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 IMPLS = ("auto", "xla", "im2col")
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -77,11 +78,24 @@ def _xla_conv(x, w, padding):
     return jax.lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=_DN)
 
 
-@_xla_conv.defjvp
 def _xla_conv_jvp(padding, primals, tangents):
+    """Tangent of the bilinear map: im2col(dx, w) + im2col(x, dw), each term only where its tangent
+    is not a symbolic zero (the state-only derivatives of a relaxation, e.g. forward-mode d/dbeta or
+    the Hutchinson products of holoeb.homeostasis, have dw = 0: no matmul with a zero kernel)."""
     x, w = primals
     dx, dw = tangents
-    return _xla_conv(x, w, padding), _im2col(dx, w, padding) + _im2col(x, dw, padding)
+    out = _xla_conv(x, w, padding)
+    terms = []
+    if not isinstance(dx, SymbolicZero):
+        terms.append(_im2col(dx, w, padding))
+    if not isinstance(dw, SymbolicZero):
+        terms.append(_im2col(x, dw, padding))
+    if not terms:
+        return out, jnp.zeros_like(out)
+    return out, terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+
+_xla_conv.defjvp(_xla_conv_jvp, symbolic_zeros=True)
 
 
 def _real_conv(x, w, padding, impl):

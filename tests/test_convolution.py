@@ -25,6 +25,28 @@ def test_im2col_equals_xla_convolution_and_its_transpose(padding, kernel):
             np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("wrt", ["x", "w", "both"])
+def test_forward_mode_equals_the_bilinear_tangent(wrt):
+    """jvp of the xla convolution (its custom rule skips a tangent that is a symbolic zero) equals the
+    bilinear map's tangent conv(dx, w) + conv(x, dw), for a tangent in x only, w only, or both; jitted
+    too. The two second-order parts come from the im2col form, so they are checked against it."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(3)
+        x, dx = (jnp.asarray(rng.normal(size=(2, 8, 6, 3))) for _ in range(2))
+        w, dw = (jnp.asarray(rng.normal(size=(3, 3, 3, 4))) for _ in range(2))
+        if wrt == "x":
+            f, primals, tangents, want = (lambda a: conv2d(a, w, "SAME", "xla")), (x,), (dx,), conv2d(dx, w, "SAME", "im2col")
+        elif wrt == "w":
+            f, primals, tangents, want = (lambda b: conv2d(x, b, "SAME", "xla")), (w,), (dw,), conv2d(x, dw, "SAME", "im2col")
+        else:
+            f, primals, tangents = (lambda a, b: conv2d(a, b, "SAME", "xla")), (x, w), (dx, dw)
+            want = conv2d(dx, w, "SAME", "im2col") + conv2d(x, dw, "SAME", "im2col")
+        for fn in (lambda p, t: jax.jvp(f, p, t), jax.jit(lambda p, t: jax.jvp(f, p, t))):
+            out, tan = fn(primals, tangents)
+            np.testing.assert_allclose(out, f(*primals), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(tan, want, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("impl", ["xla", "im2col"])
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 @pytest.mark.parametrize("kernel", [(3, 3), (2, 2), (4, 3)])

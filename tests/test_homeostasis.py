@@ -308,3 +308,23 @@ def test_bad_coordinates_raise():
     cp, cx = conv.init(jax.random.PRNGKey(0)), jnp.zeros((1, 8, 8, 2))
     with pytest.raises(ValueError, match="phi_activity"):
         homeostasis.homeostatic_loss(conv, cp["net"], cx, conv.init_state(cx), jax.random.PRNGKey(0), 2, "activity")
+
+
+def test_jitted_symmetry_measure_is_finite_on_the_narrow_dchn():
+    """Regression: on the narrow DCHN (16-32-64-64, batch 8) the jitted Hutchinson products were NaN for
+    every example while the same function run op by op was finite: XLA's CPU backend (YNNPACK reduce
+    fusion, jaxlib 0.10) fused the pooling derivative's tie count with the matmul by a zero kernel that the
+    convolution's forward-mode rule formed for the kernel's (zero) tangent, and the symmetry diagnostic of
+    every DCHN run came out NaN. The rule now skips symbolic-zero tangents; jitted and op-by-op agree."""
+    m = make_model("dchn", in_channels=1, image_size=32, channels=(16, 32, 64, 64), gains=0.5)
+    p = m.init(jax.random.PRNGKey(0))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (8, 32, 32, 1))
+    drive = m.drive(p["net"], x)
+    u = relax(lambda v: m.phi(p["net"], v, drive), m.init_state(x), 60).state
+    f = lambda n, xx, uu: homeostasis.hutchinson_traces(m, n, xx, uu, jax.random.PRNGKey(2), 4)
+    eager, jitted = f(p["net"], x, u), jax.jit(f)(p["net"], x, u)
+    for a, b in zip(jitted, eager):
+        assert bool(jnp.all(jnp.isfinite(a)))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5)
+    sym = jax.jit(lambda n, xx, uu: homeostasis.symmetry_measure(m, n, xx, uu, jax.random.PRNGKey(2), 4)[0])(p["net"], x, u)
+    assert 0.5 < float(sym) <= 1.0
