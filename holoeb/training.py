@@ -602,6 +602,9 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps, stop
         if diag_fn is not None:
             key, kd = jax.random.split(key)
             diag = _to_py(diag_fn(params, diag_batch, kd))
+            bad = sorted(k for k, v in diag.items() if not np.all(np.isfinite(np.asarray(list(v.values()) if isinstance(v, dict) else v, float))))
+            if bad:  # a diagnostic, not the training: reported, not fatal
+                log(f"warning: epoch {epoch}: non-finite diagnostics on the probe batch: {', '.join(bad)}")
             rec.update(cosine_rbp=diag["cosine_rbp"], cosine_rbp_active=diag["cosine_rbp_active"],
                        weight_angle=diag["weight_angle"], symmetry=diag["symmetry"],
                        update_cosine_rbp=diag["update_cosine_rbp"], update_cosine_tbp=diag["update_cosine_tbp"],

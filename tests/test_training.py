@@ -166,7 +166,7 @@ def test_training_compiles_its_step_once(tmp_path, monkeypatch):
     assert len(resumed) == 3 and traces == {"step": 3, "eval": 1}
 
 
-def test_stop_after_epochs_then_resume_is_the_uninterrupted_run(tmp_path):
+def test_stop_after_epochs_then_resume_is_the_uninterrupted_run(tmp_path, monkeypatch):
     """`train(..., stop_after_epochs=1)` ends after epoch 1 of 2 with its metrics and checkpoint written;
     training again resumes it, and the run ends with the same parameters and history as an uninterrupted
     one (the learning-rate schedule spans both epochs either way). The probe batch's clamp fractions
@@ -186,8 +186,17 @@ def test_stop_after_epochs_then_resume_is_the_uninterrupted_run(tmp_path):
             "training.epochs": 2, "training.batch_size": 16, "diagnostics.batch_size": 16,
             "optimizer.schedule": "cosine"}
     quiet = lambda *a: None
+    lines = []
     try:
         full = training.train(load_config(None, over), str(tmp_path / "full"), progress=False, log=quiet)
+        # a non-finite diagnostic is reported in the log (it does not stop the run)
+        monkeypatch.setattr(training.homeostasis, "symmetry_measure", lambda *a, **k: (jnp.nan, 0.0, 0.0))
+        training._cached_call.cache_clear()
+        training.train(load_config(None, {**over, "training.epochs": 1}), str(tmp_path / "nan"), progress=False,
+                       log=lines.append)
+        monkeypatch.undo()
+        training._cached_call.cache_clear()
+        assert any("non-finite diagnostics" in l and "symmetry" in l for l in lines), lines
         first = training.train(load_config(None, over), str(tmp_path / "part"), progress=False, log=quiet,
                                stop_after_epochs=1)
         assert [r["epoch"] for r in first] == [1]
