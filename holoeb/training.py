@@ -288,7 +288,9 @@ def initial_params_from(path, like):
         if tuple(np.shape(got[k])) != tuple(v.shape):
             raise ConfigError(f"training.init_from: parameter {k} in {path!r} has shape {tuple(np.shape(got[k]))}, "
                               f"the config's model needs {tuple(v.shape)}")
-    return jax.tree_util.tree_map(lambda a, b: jnp.asarray(b, a.dtype), like, loaded)
+    # rebuilt in ``like``'s structure: a params file drops empty subtrees (the DCHN's readout {})
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like),
+                                        [jnp.asarray(got[k], v.dtype) for k, v in want.items()])
 
 
 def weight_norms(params):

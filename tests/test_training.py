@@ -255,3 +255,20 @@ def test_init_from_starts_where_another_run_ended(tmp_path):
     assert again[0]["val_error"] == from_file[0]["val_error"] == first[0]["val_error"]
     for p, q in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(load_run_params(str(tmp_path / "b")))):
         np.testing.assert_array_equal(np.asarray(p), np.asarray(q))
+
+
+def test_init_from_a_params_file_keeps_empty_subtrees(tmp_path):
+    """A .npz params file has no entry for an empty subtree (the DCHN's readout {}); the parameters
+    loaded for training.init_from still have the model's structure, values and dtypes."""
+    from holoeb.params_io import save_params
+    from holoeb.training import initial_params_from
+
+    m = make_model("dchn", in_channels=1, image_size=8, channels=(2, 3), num_classes=3)
+    p = m.init(jax.random.PRNGKey(0))
+    assert p["readout"] == {}
+    save_params(str(tmp_path / "p.npz"), jax.tree_util.tree_map(lambda a: np.asarray(a) + 1.0, p))
+    q = initial_params_from(str(tmp_path / "p.npz"), p)
+    assert jax.tree_util.tree_structure(q) == jax.tree_util.tree_structure(p)
+    for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(q)):
+        assert b.dtype == a.dtype
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(a) + 1.0)
