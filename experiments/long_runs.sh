@@ -39,12 +39,16 @@
 #         residual of 1e-4 (cap 150), seeds 0-2: whether the accelerated solver leaves the validation
 #         error unchanged and how many free iterations it takes in training
 #         (experiments/results/anderson_main_job/).
+# p_small_beta [CORE [SEED [RULES]]]: P-CpL and P-EP (or RULES) in the 12-epoch protocol with beta 0.1
+#         instead of 0.25 (seed 2 by default): the one-sided rules' Hebbian bias, which grows the weights
+#         into the upper clamp (experiments/results/study_cpu_diagnosis.md), is linear in beta, so a
+#         smaller nudge should keep P-CpL seed 2 from collapsing (experiments/results/study_cpu_12ep_p_beta01/).
 # p_rules: P-EP and P-CpL in the same 1-epoch protocol, with the released code's choices and with
 #         holoeb's defaults, seeds 0-2.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-what=${1:?study, study_long, cl_free120, cl_warm_free, study_table, table1, cl_ablation, anderson_check or p_rules}
+what=${1:?study, study_long, cl_free120, cl_warm_free, p_small_beta, study_table, table1, cl_ablation, anderson_check or p_rules}
 core=${2:-0}
 pin="taskset -c $core"
 short="--set n_train=5120 --set epochs=1 --set random_flip=false --set random_crop=0"
@@ -66,6 +70,13 @@ case $what in
     seed=${3:-2}
     $pin holoeb study --set 'rules=["cl"]' --set seeds=[$seed] --set epochs=12 --set T_free=120 \
       --set out_dir=experiments/results/study_cpu_12ep_cl_free120 --no-progress ;;
+  p_small_beta)
+    seed=${3:-2}
+    rules=${4:-'["p-cpl","p-ep"]'}
+    for rule in $(echo "$rules" | tr -d '[]" ' | tr ',' ' '); do
+      $pin holoeb study --set "rules=[\"$rule\"]" --set seeds=[$seed] --set epochs=12 --set beta=0.1 \
+        --set out_dir=experiments/results/study_cpu_12ep_p_beta01 --no-progress || exit 1
+    done ;;
   cl_warm_free)
     seed=${3:-2}
     $pin holoeb study --set 'rules=["cl"]' --set seeds=[$seed] --set epochs=12 --set warm_start=free \
@@ -102,5 +113,5 @@ case $what in
           --set out_dir=experiments/results/p_rules/default --no-progress || exit 1
       done
     done ;;
-  *) echo "unknown protocol '$what': study, study_long, cl_free120, cl_warm_free, study_table, table1, cl_ablation, anderson_check or p_rules" >&2; exit 2 ;;
+  *) echo "unknown protocol '$what': study, study_long, cl_free120, cl_warm_free, p_small_beta, study_table, table1, cl_ablation, anderson_check or p_rules" >&2; exit 2 ;;
 esac

@@ -73,14 +73,16 @@ def write(runs, out):
     for run in runs:
         rows = run["rows"]
         L = len(rows[0]["lower"])
+        ws = sorted((k for k in rows[0]["weight_norm"] if k.startswith("w")), key=lambda k: int(k[1:]))
         lines += [f"## {run['run']} (first {run['images']} test images)", "",
                   "| step | test error (%) | classes predicted | " + " | ".join(f"layer {l + 1} at 0 / at 1" for l in range(L))
-                  + " | " + " | ".join(rows[0]["bias_mean"]) + " (mean) |",
-                  "|" + "---|" * (3 + L + len(rows[0]["bias_mean"]))]
+                  + " | " + " | ".join(rows[0]["bias_mean"]) + " (mean) | " + " | ".join(f"norm {w}" for w in ws) + " |",
+                  "|" + "---|" * (3 + L + len(rows[0]["bias_mean"]) + len(ws))]
         for r in rows:
             lines.append(f"| {r['step']} | {r['test_error']:.1f} | {r['classes_predicted']} | "
                          + " | ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(r["lower"], r["upper"])) + " | "
-                         + " | ".join(f"{v:+.3f}" for v in r["bias_mean"].values()) + " |")
+                         + " | ".join(f"{v:+.3f}" for v in r["bias_mean"].values()) + " | "
+                         + " | ".join(f"{r['weight_norm'][w]:.2f}" for w in ws) + " |")
         lines.append("")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + ".md", "w") as f:
@@ -108,12 +110,21 @@ def write(runs, out):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="training run directories with checkpoints")
+    ap.add_argument("runs", nargs="*", help="training run directories with checkpoints")
     ap.add_argument("--images", type=int, default=1000, help="test images per checkpoint")
+    ap.add_argument("--from-json", action="store_true",
+                    help="re-render OUT.md / OUT.png from an existing OUT.json instead of measuring (RUN arguments ignored)")
     ap.add_argument("--out", required=True, help="path stem of the table (.md / .json) and figure (.png)")
     args = ap.parse_args()
     if args.images < 1:
         ap.error(f"--images must be >= 1, got {args.images}")
+    if args.from_json:
+        with open(args.out + ".json") as f:
+            write(json.load(f), args.out)
+        print(f"re-rendered {args.out}.md and .png from {args.out}.json")
+        return
+    if not args.runs:
+        ap.error("give at least one run directory (or --from-json)")
     try:
         runs = [trajectory(r, args.images) for r in args.runs]
     except (HoloebError, FileNotFoundError, ValueError) as e:
