@@ -3,11 +3,13 @@
 For every checkpoint of one or more training run directories (train with
 ``--set training.checkpoint_every=K --set training.checkpoints_to_keep=N`` to keep a trajectory):
 the test error on the first ``--images`` test examples, and per hidden layer the fraction of units
-at the activation's lower and upper bound at the free state (``model.clamped_units``), the mean
-bias and the weight norm. On the hard-sigmoid DCHN (comparative study, Scellier, Ernoult, Kendall,
-Kumar, arXiv:2312.15103, Eq. 98) a layer whose units all sit at a clamp passes a constant forward
-and no error backward: the network then predicts one class whatever the input, and no
-gradient-based rule, exact or not, gets a signal below that layer.
+at the activation's lower and upper bound at the free state (``model.clamped_units``), the fraction
+at the same bound for every one of those examples (frozen: ``holoeb.diagnostics.frozen_fractions``),
+the mean bias and the weight norm. On the hard-sigmoid DCHN (comparative study, Scellier, Ernoult, Kendall,
+Kumar, arXiv:2312.15103, Eq. 98) a clamped unit passes no error backward, and a frozen one passes the
+same value forward whatever the input: a layer that is almost all frozen disconnects the readout from
+the input (the network predicts a few classes whatever the image), and no gradient-based rule, exact
+or not, gets a signal below that layer.
 
     python experiments/saturation_trajectory.py RUN [RUN ...] --out experiments/results/.../saturation
 
@@ -24,7 +26,7 @@ import numpy as np
 from holoeb import training
 from holoeb.checkpoint import Checkpointer, load_params
 from holoeb.data.registry import load_dataset
-from holoeb.diagnostics import clamped_fractions
+from holoeb.diagnostics import clamped_fractions, frozen_fractions
 from holoeb.errors import HoloebError
 from holoeb.params_io import load_run
 
@@ -48,23 +50,25 @@ def trajectory(run_dir, images):
     def probe(params):
         u = est.free_phase(model, params, x)[0].state
         lower, upper = clamped_fractions(model, u)
-        return lower, upper, jnp.argmax(jnp.real(model.predict(params, u)), -1)
+        return lower, upper, frozen_fractions(model, u), jnp.argmax(jnp.real(model.predict(params, u)), -1)
 
     rows = []
     for step in checkpoint_steps(run_dir):
         params = load_params(run_dir, step)
-        lower, upper, pred = jax.device_get(probe(params))
+        lower, upper, frozen, pred = jax.device_get(probe(params))
         net = params["net"]
         names = sorted(k for k in net if k.startswith("b"))
         rows.append({"step": int(step), "test_error": float(100 * np.mean(pred != y)),
                      "classes_predicted": int(len(np.unique(pred))),
                      "lower": np.asarray(lower)[:-1].tolist(), "upper": np.asarray(upper)[:-1].tolist(),
+                     "frozen": np.asarray(frozen)[:-1].tolist(),
                      "bias_mean": {k: float(jnp.mean(net[k])) for k in names},
                      "weight_norm": training.weight_norms(params)})
         r = rows[-1]
         print(f"{os.path.basename(os.path.normpath(run_dir))} step {step}: test error {r['test_error']:.1f}% "
               f"({r['classes_predicted']} classes) lower " + " ".join(f"{v:.2f}" for v in r["lower"])
-              + " upper " + " ".join(f"{v:.2f}" for v in r["upper"]), flush=True)
+              + " upper " + " ".join(f"{v:.2f}" for v in r["upper"])
+              + " frozen " + " ".join(f"{v:.2f}" for v in r["frozen"]), flush=True)
     return {"run": os.path.basename(os.path.normpath(run_dir)), "images": images, "rows": rows}
 
 
@@ -73,14 +77,16 @@ def write(runs, out):
     for run in runs:
         rows = run["rows"]
         L = len(rows[0]["lower"])
+        fz = "frozen" in rows[0]  # runs measured before 2026-12-07 afternoon have no frozen fractions
         ws = sorted((k for k in rows[0]["weight_norm"] if k.startswith("w")), key=lambda k: int(k[1:]))
         lines += [f"## {run['run']} (first {run['images']} test images)", "",
-                  "| step | test error (%) | classes predicted | " + " | ".join(f"layer {l + 1} at 0 / at 1" for l in range(L))
+                  "| step | test error (%) | classes predicted | " + " | ".join(f"layer {l + 1} at 0 / at 1" + (" / frozen" if fz else "") for l in range(L))
                   + " | " + " | ".join(rows[0]["bias_mean"]) + " (mean) | " + " | ".join(f"norm {w}" for w in ws) + " |",
                   "|" + "---|" * (3 + L + len(rows[0]["bias_mean"]) + len(ws))]
         for r in rows:
             lines.append(f"| {r['step']} | {r['test_error']:.1f} | {r['classes_predicted']} | "
-                         + " | ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(r["lower"], r["upper"])) + " | "
+                         + " | ".join(f"{a:.2f} / {b:.2f}" + (f" / {c:.2f}" if fz else "")
+                                      for a, b, c in zip(r["lower"], r["upper"], r.get("frozen", r["lower"]))) + " | "
                          + " | ".join(f"{v:+.3f}" for v in r["bias_mean"].values()) + " | "
                          + " | ".join(f"{r['weight_norm'][w]:.2f}" for w in ws) + " |")
         lines.append("")

@@ -40,10 +40,25 @@ def active_layer_cosines(model, u, error, reference):
 
 def clamped_fractions(model, u):
     """Per layer, the fraction of units (over the batch) at the activation's lower and at its upper
-    bound at the state u (``model.clamped_units``): two arrays of shape (L,). A hidden layer whose
-    units all sit at a bound passes a constant forward and no error backward (sigma' = 0 there)."""
+    bound at the state u (``model.clamped_units``): two arrays of shape (L,). A clamped unit passes no
+    error backward (sigma' = 0 there); what it passes forward depends on which bound it sits at for each
+    example (``frozen_fractions``)."""
     masks = model.clamped_units(u)
     return (jnp.stack([jnp.mean(lo) for lo, _ in masks]), jnp.stack([jnp.mean(hi) for _, hi in masks]))
+
+
+def frozen_fractions(model, u):
+    """Per layer, the fraction of units that sit at the same bound (lower or upper) for every example of
+    the batch at the state u, shape (L,). Such a unit passes the same value forward whatever the input and
+    no error backward: a hidden layer with a frozen fraction near 1 disconnects the layers above it from
+    the input, and the layers below it from the loss (no rule, exact or not, then trains them). At most
+    lower + upper of ``clamped_fractions``, equal to it for a batch of one example."""
+    out = []
+    for lo, hi in model.clamped_units(u):
+        lo = lo.reshape(lo.shape[0], -1) > 0
+        hi = hi.reshape(hi.shape[0], -1) > 0
+        out.append(jnp.mean(jnp.all(lo, axis=0) | jnp.all(hi, axis=0)))
+    return jnp.stack(out)
 
 
 def flatten_examples(t):

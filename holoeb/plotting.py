@@ -67,10 +67,11 @@ def plot_convergence(history, path, title=""):
     ax[4].legend(fontsize=7)
     n_layers = len(history[-1].get("clamped_lower", []))
     for l in range(n_layers - 1):  # hidden layers (the output layer is unbounded unless boxed)
-        for key, style in (("clamped_lower", "o-"), ("clamped_upper", "s--")):
+        for key, style in (("clamped_lower", "o-"), ("clamped_upper", "s--"), ("frozen", "x:")):
             vals = [100 * r[key][l] if key in r else np.nan for r in history]
-            ax[5].plot(ep, vals, style, color=f"C{l}", ms=3, label=f"layer {l + 1} {key.split('_')[1]}")
-    ax[5].set(title="units at a clamp, free state (%)", xlabel="epoch", ylim=(-3, 103))
+            ax[5].plot(ep, vals, style, color=f"C{l}", ms=3, label=f"layer {l + 1} {key.split('_')[-1]}")
+    ax[5].set(title="units at a clamp / at one clamp for every probe example (frozen), %", xlabel="epoch",
+              ylim=(-3, 103))
     if n_layers:
         ax[5].legend(fontsize=6, ncol=2)
     fig.suptitle(title)

@@ -27,7 +27,8 @@ from tqdm import tqdm
 from holoeb import dynamics, homeostasis, parallel
 from holoeb.checkpoint import Checkpointer
 from holoeb.config import as_train_config
-from holoeb.diagnostics import active_layer_cosines, clamped_fractions, layer_cosines, tree_cosine, weight_angles
+from holoeb.diagnostics import (active_layer_cosines, clamped_fractions, frozen_fractions, layer_cosines, tree_cosine,
+                                weight_angles)
 from holoeb.data.pipeline import Augmentation, StreamDataset, batches, prefetch
 from holoeb.data.registry import dataset_spec, load_dataset
 from holoeb.estimators import make_estimator
@@ -37,6 +38,11 @@ from holoeb.models import make_model
 from holoeb.optim import make_optimizer
 from holoeb.precision import with_free_dtype
 from holoeb.solvers import CONVERGED_TOL, relax
+
+
+# A layer with at least this fraction of its units at the same clamp for every probe example is reported
+# (per epoch, in the log) as disconnected: P-CpL's collapsed DCHN runs reach 0.94-0.96 in layers 2-4.
+FROZEN_LAYER_WARNING = 0.9
 
 
 class TrainingDiverged(DivergenceError):
@@ -231,7 +237,8 @@ def _reference_function(model, solve_config, tbp_free, tbp_steps, num_samples, c
 def make_diagnostics(model, estimator, cfg):
     """On a fixed probe batch: per-layer cosine of the error vector to RBP's delta (on all units and on the
     active ones, holoeb.diagnostics.active_layer_cosines), the per-layer fractions of units at the
-    activation's lower / upper bound at the free state (holoeb.diagnostics.clamped_fractions), cosine of
+    activation's lower / upper bound at the free state (holoeb.diagnostics.clamped_fractions) and at the
+    same bound for every probe example (holoeb.diagnostics.frozen_fractions), cosine of
     the parameter update (net parameters) to RBP's gradient and to truncated BP's through
     diagnostics.tbp_steps iterations (both at the estimator's free state), weight angles and
     Jacobian symmetry.
@@ -252,6 +259,7 @@ def make_diagnostics(model, estimator, cfg):
     def cosines(params, free_state, error, g_own, delta, g_rbp, g_tbp, sym):
         lower, upper = clamped_fractions(model, free_state)
         return {"cosine_rbp": layer_cosines(error, delta), "clamped_lower": lower, "clamped_upper": upper,
+                "frozen": frozen_fractions(model, free_state),
                 "cosine_rbp_active": active_layer_cosines(model, free_state, error, delta),
                 "weight_angle": weight_angles(model, params), "symmetry": sym,
                 "update_cosine_rbp": tree_cosine(g_own, g_rbp), "update_cosine_tbp": tree_cosine(g_own, g_tbp)}
@@ -607,10 +615,14 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps, stop
             bad = sorted(k for k, v in diag.items() if not np.all(np.isfinite(np.asarray(list(v.values()) if isinstance(v, dict) else v, float))))
             if bad:  # a diagnostic, not the training: reported, not fatal
                 log(f"warning: epoch {epoch}: non-finite diagnostics on the probe batch: {', '.join(bad)}")
+            dead = [f"layer {l + 1} ({100 * f:.1f}%)" for l, f in enumerate(diag["frozen"]) if f >= FROZEN_LAYER_WARNING]
+            if dead:  # saturation a gradient cannot undo: say so while the run goes on
+                log(f"warning: epoch {epoch}: units at the same clamp for every probe example in {', '.join(dead)}: "
+                    "such a layer passes almost no signal forward and no error backward")
             rec.update(cosine_rbp=diag["cosine_rbp"], cosine_rbp_active=diag["cosine_rbp_active"],
                        weight_angle=diag["weight_angle"], symmetry=diag["symmetry"],
                        update_cosine_rbp=diag["update_cosine_rbp"], update_cosine_tbp=diag["update_cosine_tbp"],
-                       clamped_lower=diag["clamped_lower"], clamped_upper=diag["clamped_upper"])
+                       clamped_lower=diag["clamped_lower"], clamped_upper=diag["clamped_upper"], frozen=diag["frozen"])
         rec["weight_norm"] = weight_norms(params)
         rec.update(epoch_time_s=train_time, step_time_s=train_time / max(n_steps, 1))
         if topk:

@@ -114,7 +114,7 @@ def test_energy_models_true_derivative_equals_rbp_with_the_sync_map(model_name, 
 def test_clamped_and_active_units_partition_every_layer(model_name):
     """Every unit is active, at the lower bound or at the upper bound, exactly one of the three; on
     the hard-sigmoid energy models the hidden bounds are s <= 0 and s >= 1 (comparative study Eq. 98)."""
-    from holoeb.diagnostics import clamped_fractions
+    from holoeb.diagnostics import clamped_fractions, frozen_fractions
 
     model, _, (x, _) = _problem(model_name)
     u0 = model.init_state(x)
@@ -133,6 +133,20 @@ def test_clamped_and_active_units_partition_every_layer(model_name):
     lower, upper = clamped_fractions(model, u)
     assert lower.shape == upper.shape == (len(u),)
     np.testing.assert_allclose(np.asarray(lower), [float(jnp.mean(lo)) for lo, _ in clamped])
+
+    # frozen: a unit at the same bound for every example. A single example: frozen = lower + upper.
+    # Repeating one example B times leaves every fraction unchanged; a second example that moves every
+    # clamped unit of the first off its bound (or onto the other one) leaves none frozen.
+    one = tuple(v[:1] for v in u)
+    lo1, hi1 = clamped_fractions(model, one)
+    np.testing.assert_allclose(np.asarray(frozen_fractions(model, one)), np.asarray(lo1 + hi1), rtol=1e-6)
+    rep = tuple(jnp.repeat(v, 3, axis=0) for v in one)
+    np.testing.assert_allclose(np.asarray(frozen_fractions(model, rep)), np.asarray(lo1 + hi1), rtol=1e-6)
+    flipped = tuple(jnp.concatenate([v, 1.0 - v], axis=0) for v in one)  # s <= 0 <-> s >= 1 on the hard sigmoid
+    f = np.asarray(frozen_fractions(model, flipped))
+    assert f.shape == (len(u),) and np.all(f >= 0) and np.all(f <= np.asarray(lo1 + hi1) + 1e-7)
+    if isinstance(model, EnergyModel):
+        np.testing.assert_array_equal(f[:-1], 0.0)
 
 
 @pytest.mark.parametrize("model_name", sorted(MODELS))

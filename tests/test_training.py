@@ -189,14 +189,18 @@ def test_stop_after_epochs_then_resume_is_the_uninterrupted_run(tmp_path, monkey
     lines = []
     try:
         full = training.train(load_config(None, over), str(tmp_path / "full"), progress=False, log=quiet)
-        # a non-finite diagnostic is reported in the log (it does not stop the run)
+        # a non-finite diagnostic, and a hidden layer frozen at a clamp, are reported in the log (neither
+        # stops the run)
         monkeypatch.setattr(training.homeostasis, "symmetry_measure", lambda *a, **k: (jnp.nan, 0.0, 0.0))
+        monkeypatch.setattr(training, "frozen_fractions", lambda model, u: jnp.array([0.95, 0.0]))
         training._cached_call.cache_clear()
         training.train(load_config(None, {**over, "training.epochs": 1}), str(tmp_path / "nan"), progress=False,
                        log=lines.append)
         monkeypatch.undo()
         training._cached_call.cache_clear()
         assert any("non-finite diagnostics" in l and "symmetry" in l for l in lines), lines
+        assert any("same clamp for every probe example in layer 1 (95.0%)" in l for l in lines), lines
+        assert not any("layer 2 (" in l for l in lines), lines
         first = training.train(load_config(None, over), str(tmp_path / "part"), progress=False, log=quiet,
                                stop_after_epochs=1)
         assert [r["epoch"] for r in first] == [1]
@@ -216,6 +220,8 @@ def test_stop_after_epochs_then_resume_is_the_uninterrupted_run(tmp_path, monkey
         assert len(r["clamped_lower"]) == len(r["clamped_upper"]) == 2
         assert all(0 <= lo and 0 <= hi and lo + hi <= 1 for lo, hi in zip(r["clamped_lower"], r["clamped_upper"]))
         assert r["clamped_lower"][1] == r["clamped_upper"][1] == 0.0  # the output layer is not boxed
+        assert len(r["frozen"]) == 2 and all(0 <= f <= lo + hi + 1e-7
+                                             for f, lo, hi in zip(r["frozen"], r["clamped_lower"], r["clamped_upper"]))
 
 
 def test_init_from_starts_where_another_run_ended(tmp_path):

@@ -134,8 +134,9 @@ class FixedPointModel(abc.ABC):
     def clamped_units(self, u):
         """Per layer, a pair of masks (at the lower bound, at the upper bound) of the units whose
         activation is saturated at the state u (real, shaped like u's layers). Where the activation
-        is bounded, active_units is 1 - lower - upper; a whole layer at one bound carries no
-        information forward and no error backward. Default: no unit is clamped (smooth activations)."""
+        is bounded, active_units is 1 - lower - upper. A clamped unit passes no error backward, and one at
+        the same bound for every input passes no information forward (holoeb.diagnostics.frozen_fractions).
+        Default: no unit is clamped (smooth activations)."""
         return tuple((jnp.zeros(v.shape, jnp.real(v).dtype),) * 2 for v in u)
 
     def weight_pairs(self, net):
