@@ -41,8 +41,9 @@
 #         (experiments/results/anderson_main_job/).
 # p_small_beta [CORE [SEED [RULES]]]: P-CpL and P-EP (or RULES) in the 12-epoch protocol with beta 0.1
 #         instead of 0.25 (seed 2 by default): the one-sided rules' Hebbian bias, which grows the weights
-#         into the upper clamp (experiments/results/study_cpu_diagnosis.md), is linear in beta, so a
-#         smaller nudge should keep P-CpL seed 2 from collapsing (experiments/results/study_cpu_12ep_p_beta01/).
+#         into the upper clamp (experiments/results/study_cpu_diagnosis.md), is (beta / 2) F''(0) + O(beta^3)
+#         where the equilibrium is smooth in beta: whether a smaller nudge keeps P-CpL seed 2 from
+#         collapsing (experiments/results/study_cpu_12ep_p_beta01/).
 # p_rules: P-EP and P-CpL in the same 1-epoch protocol, with the released code's choices and with
 #         holoeb's defaults, seeds 0-2.
 set -u
