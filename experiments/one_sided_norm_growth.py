@@ -37,12 +37,13 @@ from holoeb.params_io import load_run
 ONE_SIDED = {"p-ep": "c-ep", "p-cpl": "c-cpl", "n-ep": "c-ep", "n-cpl": "c-cpl"}
 
 
-def rule_config(cfg, name):
-    """The run's config with its estimator replaced by rule ``name`` with the same beta / T_free / T_nudge."""
+def rule_config(cfg, name, beta=None):
+    """The run's config with its estimator replaced by rule ``name`` with the same T_free / T_nudge and the
+    run's beta (or ``beta``)."""
     d = cfg.to_dict()
     est = {"name": name, "T_free": d["estimator"]["T_free"]}
     if name != "rbp":
-        est.update(beta=d["estimator"]["beta"], T_nudge=d["estimator"]["T_nudge"])
+        est.update(beta=d["estimator"]["beta"] if beta is None else beta, T_nudge=d["estimator"]["T_nudge"])
     d["estimator"] = est
     return as_train_config(d)
 
@@ -51,7 +52,7 @@ def weights(net):
     return sorted(k for k in net if k.startswith("w"))
 
 
-def measure(run_dir, steps, rule, images, log=print):
+def measure(run_dir, steps, rule, images, betas=None, log=print):
     cfg, model, _ = load_run(run_dir)
     if rule not in ONE_SIDED:
         raise HoloebError(f"--rule must be a one-sided rule, one of {sorted(ONE_SIDED)}; got {rule!r}")
@@ -59,16 +60,20 @@ def measure(run_dir, steps, rule, images, log=print):
     x, y = load_dataset(d.dataset, "test", model.input_shape, d.data_dir, images, d.normalize).take(images)
     batch = dynamics.Batch(jnp.asarray(x), jnp.asarray(y))
     names = (rule, ONE_SIDED[rule], "rbp")
-    fns = {}
-    for n in names:
-        _, est = training.build(rule_config(cfg, n))
-        fns[n] = jax.jit(lambda p, b, e=est: e(model, p, b, jax.random.PRNGKey(0)).grads["net"])
+    betas = [cfg.to_dict()["estimator"]["beta"]] if not betas else list(betas)
+
+    def grad_fn(name, beta):
+        _, est = training.build(rule_config(cfg, name, beta))
+        return jax.jit(lambda p, b: est(model, p, b, jax.random.PRNGKey(0)).grads["net"])
+
+    rbp = grad_fn("rbp", None)  # one RBP gradient per step, whatever the beta
+    fns = {(beta, n): (rbp if n == "rbp" else grad_fn(n, beta)) for beta in betas for n in names}
     rows = []
-    for step in steps:
+    for step, beta in [(s, b) for s in steps for b in betas]:
         params = load_params(run_dir, step)
         net = params["net"]
-        g = {n: jax.device_get(fns[n](params, batch)) for n in names}
-        row = {"step": int(step), "layers": {}}
+        g = {n: jax.device_get(fns[(beta, n)](params, batch)) for n in names}
+        row = {"step": int(step), "beta": float(beta), "layers": {}}
         for k in weights(net):
             w = np.asarray(net[k]).ravel()
             wn = float(np.linalg.norm(w))
@@ -79,7 +84,7 @@ def measure(run_dir, steps, rule, images, log=print):
                                 "bias_over_rbp": float(np.linalg.norm(bias)) / max(rbp_norm, 1e-30),
                                 "radial_bias": radial(bias)}
         rows.append(row)
-        log(f"step {step}: " + " | ".join(
+        log(f"step {step} beta {beta}: " + " | ".join(
             f"{k} |W| {v['norm']:.2f} radial {rule} {v[f'radial_{rule}']:+.3g} {ONE_SIDED[rule]} "
             f"{v[f'radial_{ONE_SIDED[rule]}']:+.3g} rbp {v['radial_rbp']:+.3g} bias {v['radial_bias']:+.3g} "
             f"(|b|/|g_rbp| {v['bias_over_rbp']:.2f})" for k, v in row["layers"].items()))
@@ -93,11 +98,12 @@ def write(res, out):
              f"Per weight tensor: ||W||; <W, -g> / ||W|| for {r.upper()}, {c.upper()} and RBP (positive: the "
              f"update grows ||W||); the one-sided bias b = g_{r.upper()} - g_{c.upper()}: its radial rate and "
              "||b|| / ||g_RBP||.", "",
-             f"| step | weight | norm | {r.upper()} | {c.upper()} | RBP | bias: radial | bias: norm / RBP's |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"| step | beta | weight | norm | {r.upper()} | {c.upper()} | RBP | bias: radial | bias: norm / RBP's |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in res["rows"]:
+        beta = f"{row['beta']:g}" if "beta" in row else "run's"
         for k, v in row["layers"].items():
-            lines.append(f"| {row['step']} | {k} | {v['norm']:.2f} | {v[f'radial_{r}']:+.3g} | {v[f'radial_{c}']:+.3g} | "
+            lines.append(f"| {row['step']} | {beta} | {k} | {v['norm']:.2f} | {v[f'radial_{r}']:+.3g} | {v[f'radial_{c}']:+.3g} | "
                          f"{v['radial_rbp']:+.3g} | {v['radial_bias']:+.3g} | {v['bias_over_rbp']:.2f} |")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + ".md", "w") as f:
@@ -112,12 +118,13 @@ def main():
     ap.add_argument("--steps", type=int, nargs="+", required=True, help="checkpoint steps")
     ap.add_argument("--rule", default="p-cpl", help=f"the one-sided rule, one of {sorted(ONE_SIDED)}")
     ap.add_argument("--images", type=int, default=128)
+    ap.add_argument("--betas", type=float, nargs="+", help="nudge strengths to measure at (default: the run's beta)")
     ap.add_argument("--out", required=True, help="path stem of the table (.md) and the data (.json)")
     args = ap.parse_args()
     if args.images < 1:
         ap.error(f"--images must be >= 1, got {args.images}")
     try:
-        res = measure(args.run, args.steps, args.rule, args.images)
+        res = measure(args.run, args.steps, args.rule, args.images, args.betas)
     except (HoloebError, FileNotFoundError, ValueError) as e:
         ap.exit(2, f"one_sided_norm_growth.py: error: {e}\n")
     write(res, args.out)
