@@ -37,11 +37,11 @@ from holoeb.params_io import load_run
 ONE_SIDED = {"p-ep": "c-ep", "p-cpl": "c-cpl", "n-ep": "c-ep", "n-cpl": "c-cpl"}
 
 
-def rule_config(cfg, name, beta=None):
-    """The run's config with its estimator replaced by rule ``name`` with the same T_free / T_nudge and the
-    run's beta (or ``beta``)."""
+def rule_config(cfg, name, beta=None, T_free=None):
+    """The run's config with its estimator replaced by rule ``name`` with the same T_nudge and the run's
+    beta and T_free (or ``beta`` / ``T_free``)."""
     d = cfg.to_dict()
-    est = {"name": name, "T_free": d["estimator"]["T_free"]}
+    est = {"name": name, "T_free": d["estimator"]["T_free"] if T_free is None else T_free}
     if name != "rbp":
         est.update(beta=d["estimator"]["beta"] if beta is None else beta, T_nudge=d["estimator"]["T_nudge"])
     d["estimator"] = est
@@ -52,7 +52,7 @@ def weights(net):
     return sorted(k for k in net if k.startswith("w"))
 
 
-def measure(run_dir, steps, rule, images, betas=None, log=print):
+def measure(run_dir, steps, rule, images, betas=None, T_free=None, log=print):
     cfg, model, _ = load_run(run_dir)
     if rule not in ONE_SIDED:
         raise HoloebError(f"--rule must be a one-sided rule, one of {sorted(ONE_SIDED)}; got {rule!r}")
@@ -63,7 +63,7 @@ def measure(run_dir, steps, rule, images, betas=None, log=print):
     betas = [cfg.to_dict()["estimator"]["beta"]] if not betas else list(betas)
 
     def grad_fn(name, beta):
-        _, est = training.build(rule_config(cfg, name, beta))
+        _, est = training.build(rule_config(cfg, name, beta, T_free))
         return jax.jit(lambda p, b: est(model, p, b, jax.random.PRNGKey(0)).grads["net"])
 
     rbp = grad_fn("rbp", None)  # one RBP gradient per step, whatever the beta
@@ -89,12 +89,14 @@ def measure(run_dir, steps, rule, images, betas=None, log=print):
             f"{v[f'radial_{ONE_SIDED[rule]}']:+.3g} rbp {v['radial_rbp']:+.3g} bias {v['radial_bias']:+.3g} "
             f"(|b|/|g_rbp| {v['bias_over_rbp']:.2f})" for k, v in row["layers"].items()))
     return {"run": os.path.basename(os.path.normpath(run_dir)), "rule": rule, "centered": ONE_SIDED[rule],
+            "T_free": cfg.to_dict()["estimator"]["T_free"] if T_free is None else T_free,
             "images": images, "rows": rows}
 
 
 def write(res, out):
     r, c = res["rule"], res["centered"]
-    lines = [f"# {res['run']}: radial rates of the updates (first {res['images']} test images)", "",
+    lines = [f"# {res['run']}: radial rates of the updates (first {res['images']} test images, "
+             f"T_free {res.get('T_free', 'as the run')})", "",
              f"Per weight tensor: ||W||; <W, -g> / ||W|| for {r.upper()}, {c.upper()} and RBP (positive: the "
              f"update grows ||W||); the one-sided bias b = g_{r.upper()} - g_{c.upper()}: its radial rate and "
              "||b|| / ||g_RBP||.", "",
@@ -119,12 +121,13 @@ def main():
     ap.add_argument("--rule", default="p-cpl", help=f"the one-sided rule, one of {sorted(ONE_SIDED)}")
     ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--betas", type=float, nargs="+", help="nudge strengths to measure at (default: the run's beta)")
+    ap.add_argument("--T-free", type=int, help="free-phase iterations (default: the run's; RBP's too)")
     ap.add_argument("--out", required=True, help="path stem of the table (.md) and the data (.json)")
     args = ap.parse_args()
     if args.images < 1:
         ap.error(f"--images must be >= 1, got {args.images}")
     try:
-        res = measure(args.run, args.steps, args.rule, args.images, args.betas)
+        res = measure(args.run, args.steps, args.rule, args.images, args.betas, args.T_free)
     except (HoloebError, FileNotFoundError, ValueError) as e:
         ap.exit(2, f"one_sided_norm_growth.py: error: {e}\n")
     write(res, args.out)
