@@ -73,7 +73,7 @@ def main():
     args = ap.parse_args()
     norms = final_norms(args.study_dir)
     if not norms:
-        raise SystemExit(f"no run directories with metrics.csv under {args.study_dir!r}")
+        ap.error(f"no RULE-seedK run directories with a metrics.csv under {args.study_dir!r}")
     text = (f"Final weight norms (last epoch, mean +- sample std over seeds) of the runs in `{args.study_dir}`\n\n"
             + table(norms))
     print(text)

@@ -38,12 +38,14 @@ ONE_SIDED = {"p-ep": "c-ep", "p-cpl": "c-cpl", "n-ep": "c-ep", "n-cpl": "c-cpl"}
 
 
 def rule_config(cfg, name, beta=None, T_free=None):
-    """The run's config with its estimator replaced by rule ``name`` with the same T_nudge and the run's
-    beta and T_free (or ``beta`` / ``T_free``)."""
+    """The run's config with its estimator replaced by rule ``name`` with the run's T_nudge, relaxation
+    dtype and re-relaxation setting, and the run's beta and T_free (or ``beta`` / ``T_free``)."""
     d = cfg.to_dict()
-    est = {"name": name, "T_free": d["estimator"]["T_free"] if T_free is None else T_free}
+    run = d["estimator"]
+    est = {"name": name, "T_free": run["T_free"] if T_free is None else T_free}
     if name != "rbp":
-        est.update(beta=d["estimator"]["beta"] if beta is None else beta, T_nudge=d["estimator"]["T_nudge"])
+        est.update(beta=run["beta"] if beta is None else beta, T_nudge=run["T_nudge"],
+                   **{k: run[k] for k in ("relax_dtype", "rerelax_free") if k in run})
     d["estimator"] = est
     return as_train_config(d)
 
@@ -53,41 +55,44 @@ def weights(net):
 
 
 def measure(run_dir, steps, rule, images, betas=None, T_free=None, log=print):
-    cfg, model, _ = load_run(run_dir)
     if rule not in ONE_SIDED:
         raise HoloebError(f"--rule must be a one-sided rule, one of {sorted(ONE_SIDED)}; got {rule!r}")
-    d = cfg.data
-    x, y = load_dataset(d.dataset, "test", model.input_shape, d.data_dir, images, d.normalize).take(images)
-    batch = dynamics.Batch(jnp.asarray(x), jnp.asarray(y))
+    cfg, model, _ = load_run(run_dir)
     names = (rule, ONE_SIDED[rule], "rbp")
     betas = [cfg.to_dict()["estimator"]["beta"]] if not betas else list(betas)
 
-    def grad_fn(name, beta):
+    def grad_fn(name, beta):  # the estimator's config is validated here, before any data or compute
         _, est = training.build(rule_config(cfg, name, beta, T_free))
         return jax.jit(lambda p, b: est(model, p, b, jax.random.PRNGKey(0)).grads["net"])
 
-    rbp = grad_fn("rbp", None)  # one RBP gradient per step, whatever the beta
-    fns = {(beta, n): (rbp if n == "rbp" else grad_fn(n, beta)) for beta in betas for n in names}
+    rbp = grad_fn("rbp", None)
+    fns = {(beta, n): grad_fn(n, beta) for beta in betas for n in names[:2]}
+    d = cfg.data
+    x, y = load_dataset(d.dataset, "test", model.input_shape, d.data_dir, images, d.normalize).take(images)
+    batch = dynamics.Batch(jnp.asarray(x), jnp.asarray(y))
     rows = []
-    for step, beta in [(s, b) for s in steps for b in betas]:
+    for step in steps:  # each checkpoint loaded once, RBP's gradient computed once for all betas
         params = load_params(run_dir, step)
         net = params["net"]
-        g = {n: jax.device_get(fns[(beta, n)](params, batch)) for n in names}
-        row = {"step": int(step), "beta": float(beta), "layers": {}}
-        for k in weights(net):
-            w = np.asarray(net[k]).ravel()
-            wn = float(np.linalg.norm(w))
-            radial = lambda v: float(np.dot(w, -np.asarray(v).ravel()) / wn)
-            bias = np.asarray(g[rule][k]) - np.asarray(g[ONE_SIDED[rule]][k])
-            rbp_norm = float(np.linalg.norm(np.asarray(g["rbp"][k])))
-            row["layers"][k] = {"norm": wn, **{f"radial_{n}": radial(g[n][k]) for n in names},
-                                "bias_over_rbp": float(np.linalg.norm(bias)) / max(rbp_norm, 1e-30),
-                                "radial_bias": radial(bias)}
-        rows.append(row)
-        log(f"step {step} beta {beta}: " + " | ".join(
-            f"{k} |W| {v['norm']:.2f} radial {rule} {v[f'radial_{rule}']:+.3g} {ONE_SIDED[rule]} "
-            f"{v[f'radial_{ONE_SIDED[rule]}']:+.3g} rbp {v['radial_rbp']:+.3g} bias {v['radial_bias']:+.3g} "
-            f"(|b|/|g_rbp| {v['bias_over_rbp']:.2f})" for k, v in row["layers"].items()))
+        g_rbp = jax.device_get(rbp(params, batch))
+        for beta in betas:
+            g = {n: jax.device_get(fns[(beta, n)](params, batch)) for n in names[:2]}
+            g["rbp"] = g_rbp
+            row = {"step": int(step), "beta": float(beta), "layers": {}}
+            for k in weights(net):
+                w = np.asarray(net[k]).ravel()
+                wn = float(np.linalg.norm(w))
+                radial = lambda v: float(np.dot(w, -np.asarray(v).ravel()) / wn)
+                bias = np.asarray(g[rule][k]) - np.asarray(g[ONE_SIDED[rule]][k])
+                rbp_norm = float(np.linalg.norm(np.asarray(g["rbp"][k])))
+                row["layers"][k] = {"norm": wn, **{f"radial_{n}": radial(g[n][k]) for n in names},
+                                    "bias_over_rbp": float(np.linalg.norm(bias)) / max(rbp_norm, 1e-30),
+                                    "radial_bias": radial(bias)}
+            rows.append(row)
+            log(f"step {step} beta {beta}: " + " | ".join(
+                f"{k} |W| {v['norm']:.2f} radial {rule} {v[f'radial_{rule}']:+.3g} {ONE_SIDED[rule]} "
+                f"{v[f'radial_{ONE_SIDED[rule]}']:+.3g} rbp {v['radial_rbp']:+.3g} bias {v['radial_bias']:+.3g} "
+                f"(|b|/|g_rbp| {v['bias_over_rbp']:.2f})" for k, v in row["layers"].items()))
     return {"run": os.path.basename(os.path.normpath(run_dir)), "rule": rule, "centered": ONE_SIDED[rule],
             "T_free": cfg.to_dict()["estimator"]["T_free"] if T_free is None else T_free,
             "images": images, "rows": rows}
@@ -118,7 +123,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="a training run directory with checkpoints at --steps")
     ap.add_argument("--steps", type=int, nargs="+", required=True, help="checkpoint steps")
-    ap.add_argument("--rule", default="p-cpl", help=f"the one-sided rule, one of {sorted(ONE_SIDED)}")
+    ap.add_argument("--rule", default="p-cpl", choices=sorted(ONE_SIDED), help="the one-sided rule")
     ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--betas", type=float, nargs="+", help="nudge strengths to measure at (default: the run's beta)")
     ap.add_argument("--T-free", type=int, help="free-phase iterations (default: the run's; RBP's too)")
@@ -126,6 +131,12 @@ def main():
     args = ap.parse_args()
     if args.images < 1:
         ap.error(f"--images must be >= 1, got {args.images}")
+    if args.betas and not all(b > 0 for b in args.betas):  # also refuses NaN
+        ap.error(f"--betas must be positive (the rule sets the nudge's sign), got {args.betas}")
+    if args.T_free is not None and args.T_free < 1:
+        ap.error(f"--T-free must be >= 1, got {args.T_free}")
+    if any(s < 0 for s in args.steps):
+        ap.error(f"--steps must be checkpoint steps >= 0, got {args.steps}")
     try:
         res = measure(args.run, args.steps, args.rule, args.images, args.betas, args.T_free)
     except (HoloebError, FileNotFoundError, ValueError) as e:
