@@ -18,7 +18,6 @@
 Prints markdown tables and writes them (and JSON) to --out.
 """
 import argparse
-import json
 import os
 import time
 
@@ -31,6 +30,7 @@ from holoeb.data import load_fashion_mnist
 from holoeb.estimators import make_estimator
 from holoeb.models import make_model
 from holoeb.solvers import relax
+from holoeb.reports import write_report
 
 
 def timed(f, *args, repeats=3):
@@ -212,10 +212,7 @@ def main(argv=None):
 
     text = "\n".join(md)
     print(text)
-    with open(os.path.join(args.out, "benchmark.md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(args.out, "benchmark.json"), "w") as f:
-        json.dump(out, f, indent=1)
+    write_report(os.path.join(args.out, "benchmark"), text, out)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ equilibrium near a saddle-node (|1 - lambda| small) has a large d_beta u* and a 
 u*_beta close to beta = 0.
 """
 import argparse
-import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +30,7 @@ from holoeb import make_estimator  # noqa: E402
 from holoeb.data.registry import load_dataset  # noqa: E402
 from holoeb.diagnostics import tree_cosine  # noqa: E402
 from holoeb.params_io import load_run  # noqa: E402
+from holoeb.reports import write_report  # noqa: E402
 
 
 def flat(error):
@@ -111,12 +110,8 @@ def main():
                      f"{w['spectral_radius']:.3f} | {w['gap']:.2e} |")
     print("\n".join(lines))
     if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out + ".md", "w") as f:
-            f.write("\n".join(lines) + "\n")
-        with open(args.out + ".json", "w") as f:
-            json.dump(dict(run=args.run, batch=args.batch, misclassified=float(wrong.mean()), rows=rows, jacobian=jac_rows),
-                      f, indent=1)
+        write_report(args.out, lines, dict(run=args.run, batch=args.batch, misclassified=float(wrong.mean()),
+                                           rows=rows, jacobian=jac_rows))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ writes OUT.md (the table) and OUT.png (fractions clamped at 0 and loss against t
 Settings are the CPU study protocol's (``holoeb study --print-config``), changed with --set.
 """
 import argparse
-import os
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +25,7 @@ from holoeb.data.registry import load_dataset
 from holoeb.diagnostics import clamped_fractions
 from holoeb.errors import ConfigError, HoloebError
 from holoeb.optim import make_optimizer
+from holoeb.reports import write_report
 
 
 def first_steps(rule, sets, steps, seed=0):
@@ -89,9 +89,7 @@ def write(rows, scfg, rule, out):
         cells += [f"{a:.2f}/{b:.2f}" for a, b in zip(r["at_zero"], r["at_one"])]
         cells += [f"{v:.2e}" for v in r["grad"]] + [f"{v:.2e}" for v in r["update"]]
         lines.append("| " + " | ".join(cells) + " |")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".md", "w") as f:
-        f.write(head + "\n".join(lines) + "\n")
+    write_report(out, head + "\n".join(lines))
 
     import matplotlib
     matplotlib.use("Agg")

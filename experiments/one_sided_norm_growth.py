@@ -20,7 +20,6 @@ zero, T_free iterations, as the rule's own estimate), per weight tensor W_k,
 writes OUT.md and OUT.json.
 """
 import argparse
-import json
 import os
 
 import jax
@@ -33,6 +32,7 @@ from holoeb.config import as_train_config
 from holoeb.data.registry import load_dataset
 from holoeb.errors import HoloebError
 from holoeb.params_io import load_run
+from holoeb.reports import write_report
 
 ONE_SIDED = {"p-ep": "c-ep", "p-cpl": "c-cpl", "n-ep": "c-ep", "n-cpl": "c-cpl"}
 
@@ -112,11 +112,7 @@ def write(res, out):
         for k, v in row["layers"].items():
             lines.append(f"| {row['step']} | {beta} | {k} | {v['norm']:.2f} | {v[f'radial_{r}']:+.3g} | {v[f'radial_{c}']:+.3g} | "
                          f"{v['radial_rbp']:+.3g} | {v['radial_bias']:+.3g} | {v['bias_over_rbp']:.2f} |")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(out + ".json", "w") as f:
-        json.dump(res, f, indent=1)
+    write_report(out, lines, res)
 
 
 def main():

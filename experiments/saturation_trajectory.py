@@ -29,6 +29,7 @@ from holoeb.data.registry import load_dataset
 from holoeb.diagnostics import clamped_fractions, frozen_fractions
 from holoeb.errors import HoloebError
 from holoeb.params_io import load_run
+from holoeb.reports import write_report
 
 
 def checkpoint_steps(run_dir):
@@ -90,11 +91,7 @@ def write(runs, out):
                          + " | ".join(f"{v:+.3f}" for v in r["bias_mean"].values()) + " | "
                          + " | ".join(f"{r['weight_norm'][w]:.2f}" for w in ws) + " |")
         lines.append("")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".md", "w") as f:
-        f.write("\n".join(lines))
-    with open(out + ".json", "w") as f:
-        json.dump(runs, f, indent=1)
+    write_report(out, lines, runs)
 
     import matplotlib
     matplotlib.use("Agg")

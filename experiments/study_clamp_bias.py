@@ -25,7 +25,6 @@ training batches (cold free phase, as each rule's own estimate), this prints
 writes OUT.md and OUT.json.
 """
 import argparse
-import json
 import os
 
 import jax
@@ -36,6 +35,7 @@ from holoeb import dynamics, study, training
 from holoeb.checkpoint import load_params
 from holoeb.data.registry import load_dataset
 from holoeb.errors import HoloebError
+from holoeb.reports import write_report
 
 RULES = ["tbp", "cl", "p-ep", "n-ep", "c-ep", "p-cpl", "n-cpl", "c-cpl"]
 TOL = 1e-6  # a state within TOL of 0 or 1 is on the clamp
@@ -111,11 +111,7 @@ def write(points, beta, out):
         for k, row in enumerate(res["clamps"], 1):
             lines.append(f"| {k} | " + " | ".join(f"{100 * v:.2f}" for v in row.values()) + " |")
         lines.append("")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".md", "w") as f:
-        f.write("\n".join(lines))
-    with open(out + ".json", "w") as f:
-        json.dump(points, f, indent=1)
+    write_report(out, lines, points)
     print("\n".join(lines))
 
 

@@ -15,7 +15,6 @@ units measures the bias alone. Also the fraction of active units per layer.
 writes OUT.md and OUT.json.
 """
 import argparse
-import json
 import os
 
 import jax
@@ -26,6 +25,7 @@ from holoeb import dynamics, run_plots, training
 from holoeb.data.registry import load_dataset
 from holoeb.errors import HoloebError
 from holoeb.params_io import load_run
+from holoeb.reports import write_report
 
 
 def alignment(run_dir, seed=0):
@@ -52,11 +52,7 @@ def write(rows, out):
     for r in rows:
         lines.append(f"| {r['run']} | {r['epochs']} | {r['val_error']:.2f} | {fmt(r['cosine_rbp'])} | "
                      f"{fmt(r['cosine_rbp_active'])} | {fmt(r['active_fraction'])} | {r['update_cosine_rbp']:.3f} |")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(out + ".json", "w") as f:
-        json.dump(rows, f, indent=1)
+    write_report(out, lines, rows)
     print("\n".join(lines))
 
 

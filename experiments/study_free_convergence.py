@@ -26,7 +26,6 @@ writes OUT.md and OUT.json.
 """
 import argparse
 import dataclasses
-import json
 import os
 
 import jax
@@ -40,6 +39,7 @@ from holoeb.errors import HoloebError
 from holoeb.estimators import make_estimator
 from holoeb.params_io import load_run
 from holoeb.solvers import CONVERGED_TOL, state_norm
+from holoeb.reports import write_report
 
 
 def flat(tree):
@@ -116,11 +116,7 @@ def write(result, path):
               "|---|---|---|---|"]
     for T, v in r["evaluation"].items():
         lines.append(f"| {T} | {v['error']:.2f} | {100 * v['unconverged']:.1f} | {v['residual_median']:.2g} |")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(path + ".json", "w") as f:
-        json.dump(r, f, indent=1)
+    write_report(path, lines, r)
     print("\n".join(lines))
 
 

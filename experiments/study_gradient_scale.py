@@ -17,7 +17,6 @@ rule's own estimate does in a cold start).
 writes OUT.md and OUT.json.
 """
 import argparse
-import json
 import os
 
 import jax
@@ -28,6 +27,7 @@ from holoeb import dynamics, study, training
 from holoeb.data.registry import load_dataset
 from holoeb.errors import HoloebError
 from holoeb.params_io import load_run_params
+from holoeb.reports import write_report
 
 RULES = ["tbp", "cl", "p-ep", "n-ep", "c-ep", "p-cpl", "n-cpl", "c-cpl"]
 
@@ -75,11 +75,7 @@ def write(points, out):
             lines.append(f"| {rule} | {r['norm_ratio']:.3f} | {r['cosine']:.3f} | "
                          + " / ".join(f"{v:.2f}" for v in r["per_tensor"].values()) + " |")
         lines.append("")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".md", "w") as f:
-        f.write("\n".join(lines))
-    with open(out + ".json", "w") as f:
-        json.dump(points, f, indent=1)
+    write_report(out, lines, points)
     print("\n".join(lines))
 
 

@@ -5,7 +5,6 @@ overlaid, mean +/- std over seeds). Runs differing only by seed are grouped.
     holoeb compare runs/a-s0 runs/a-s1 runs/b-s0 runs/b-s1 --out runs/compare
     holoeb plot-runs runs/a-s* runs/b-s* --out runs/dynamics.png
 """
-import json
 import os
 
 
@@ -34,16 +33,13 @@ def _groups(args):
 
 
 def run_compare(args):
+    from holoeb.reports import write_report
     from holoeb.run_plots import compare_table, format_table, plot_compare
 
     groups = _groups(args)
     rows = compare_table(groups)
-    os.makedirs(args.out, exist_ok=True)
     table = format_table(rows)
-    with open(os.path.join(args.out, "compare.md"), "w") as f:
-        f.write(table + "\n")
-    with open(os.path.join(args.out, "compare.json"), "w") as f:
-        json.dump(rows, f, indent=1)
+    write_report(os.path.join(args.out, "compare"), table, rows)
     plot_compare(rows, groups, os.path.join(args.out, "compare.png"))
     print(table)
     print(f"wrote {args.out}/compare.md, compare.json, compare.png")
