@@ -44,12 +44,17 @@
 #         into the upper clamp (experiments/results/study_cpu_diagnosis.md), is (beta / 2) F''(0) + O(beta^3)
 #         where the equilibrium is smooth in beta: whether a smaller nudge keeps P-CpL seed 2 from
 #         collapsing (experiments/results/study_cpu_12ep_p_beta01/).
+# n_small_beta [CORE [SEED [T_FREE]]]: N-EP in the 12-epoch protocol with beta 0.1 instead of 0.25 (seed 2
+#         by default) and T_FREE free iterations (default the protocol's 60): the N rules' mirror-image bias
+#         pushes layer-4 units onto the lower clamp and holds N-EP on the chance plateau
+#         (experiments/results/study_cpu_diagnosis.md); whether a smaller nudge closes N-EP's gap to TBP
+#         (experiments/results/study_cpu_12ep_n_beta01/, with T_FREE != 60 ..._n_beta01_T<T_FREE>/).
 # p_rules: P-EP and P-CpL in the same 1-epoch protocol, with the released code's choices and with
 #         holoeb's defaults, seeds 0-2.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-what=${1:?study, study_long, cl_free120, cl_warm_free, p_small_beta, study_table, table1, cl_ablation, anderson_check or p_rules}
+what=${1:?study, study_long, cl_free120, cl_warm_free, p_small_beta, n_small_beta, study_table, table1, cl_ablation, anderson_check or p_rules}
 core=${2:-0}
 pin="taskset -c $core"
 short="--set n_train=5120 --set epochs=1 --set random_flip=false --set random_crop=0"
@@ -78,6 +83,13 @@ case $what in
       $pin holoeb study --set "rules=[\"$rule\"]" --set seeds=[$seed] --set epochs=12 --set beta=0.1 \
         --set out_dir=experiments/results/study_cpu_12ep_p_beta01 --no-progress || exit 1
     done ;;
+  n_small_beta)
+    seed=${3:-2}
+    t_free=${4:-60}
+    out=experiments/results/study_cpu_12ep_n_beta01
+    [ "$t_free" = 60 ] || out=${out}_T$t_free
+    $pin holoeb study --set 'rules=["n-ep"]' --set seeds=[$seed] --set epochs=12 --set beta=0.1 \
+      --set T_free=$t_free --set out_dir=$out --no-progress ;;
   cl_warm_free)
     seed=${3:-2}
     $pin holoeb study --set 'rules=["cl"]' --set seeds=[$seed] --set epochs=12 --set warm_start=free \
