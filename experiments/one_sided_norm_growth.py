@@ -37,15 +37,18 @@ from holoeb.reports import write_report
 ONE_SIDED = {"p-ep": "c-ep", "p-cpl": "c-cpl", "n-ep": "c-ep", "n-cpl": "c-cpl"}
 
 
-def rule_config(cfg, name, beta=None, T_free=None):
-    """The run's config with its estimator replaced by rule ``name`` with the run's T_nudge, relaxation
-    dtype and re-relaxation setting, and the run's beta and T_free (or ``beta`` / ``T_free``)."""
+def rule_config(cfg, name, beta=None, T_free=None, rerelax_free=None):
+    """The run's config with its estimator replaced by rule ``name`` with the run's T_nudge and relaxation
+    dtype, and the run's beta, T_free and re-relaxation setting (or ``beta`` / ``T_free`` /
+    ``rerelax_free``)."""
     d = cfg.to_dict()
     run = d["estimator"]
     est = {"name": name, "T_free": run["T_free"] if T_free is None else T_free}
     if name != "rbp":
         est.update(beta=run["beta"] if beta is None else beta, T_nudge=run["T_nudge"],
                    **{k: run[k] for k in ("relax_dtype", "rerelax_free") if k in run})
+        if rerelax_free is not None:
+            est["rerelax_free"] = rerelax_free
     d["estimator"] = est
     return as_train_config(d)
 
@@ -54,7 +57,7 @@ def weights(net):
     return sorted(k for k in net if k.startswith("w"))
 
 
-def measure(run_dir, steps, rule, images, betas=None, T_free=None, log=print):
+def measure(run_dir, steps, rule, images, betas=None, T_free=None, rerelax_free=None, log=print):
     if rule not in ONE_SIDED:
         raise HoloebError(f"--rule must be a one-sided rule, one of {sorted(ONE_SIDED)}; got {rule!r}")
     cfg, model, _ = load_run(run_dir)
@@ -62,7 +65,7 @@ def measure(run_dir, steps, rule, images, betas=None, T_free=None, log=print):
     betas = [cfg.to_dict()["estimator"]["beta"]] if not betas else list(betas)
 
     def grad_fn(name, beta):  # the estimator's config is validated here, before any data or compute
-        _, est = training.build(rule_config(cfg, name, beta, T_free))
+        _, est = training.build(rule_config(cfg, name, beta, T_free, rerelax_free))
         return jax.jit(lambda p, b: est(model, p, b, jax.random.PRNGKey(0)).grads["net"])
 
     rbp = grad_fn("rbp", None)
@@ -95,13 +98,15 @@ def measure(run_dir, steps, rule, images, betas=None, T_free=None, log=print):
                 f"(|b|/|g_rbp| {v['bias_over_rbp']:.2f})" for k, v in row["layers"].items()))
     return {"run": os.path.basename(os.path.normpath(run_dir)), "rule": rule, "centered": ONE_SIDED[rule],
             "T_free": cfg.to_dict()["estimator"]["T_free"] if T_free is None else T_free,
-            "images": images, "rows": rows}
+            "rerelax_free": bool(cfg.to_dict()["estimator"].get("rerelax_free", False)) if rerelax_free is None
+            else rerelax_free, "images": images, "rows": rows}
 
 
 def write(res, out):
     r, c = res["rule"], res["centered"]
     lines = [f"# {res['run']}: radial rates of the updates (first {res['images']} test images, "
-             f"T_free {res.get('T_free', 'as the run')})", "",
+             f"T_free {res.get('T_free', 'as the run')}"
+             + (", beta = 0 state re-relaxed" if res.get("rerelax_free") else "") + ")", "",
              f"Per weight tensor: ||W||; <W, -g> / ||W|| for {r.upper()}, {c.upper()} and RBP (positive: the "
              f"update grows ||W||); the one-sided bias b = g_{r.upper()} - g_{c.upper()}: its radial rate and "
              "||b|| / ||g_RBP||.", "",
@@ -123,6 +128,8 @@ def main():
     ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--betas", type=float, nargs="+", help="nudge strengths to measure at (default: the run's beta)")
     ap.add_argument("--T-free", type=int, help="free-phase iterations (default: the run's; RBP's too)")
+    ap.add_argument("--rerelax-free", choices=["true", "false"],
+                    help="re-relax the one-sided rule's beta = 0 state for T_nudge iterations (default: as the run)")
     ap.add_argument("--out", required=True, help="path stem of the table (.md) and the data (.json)")
     args = ap.parse_args()
     if args.images < 1:
@@ -134,7 +141,8 @@ def main():
     if any(s < 0 for s in args.steps):
         ap.error(f"--steps must be checkpoint steps >= 0, got {args.steps}")
     try:
-        res = measure(args.run, args.steps, args.rule, args.images, args.betas, args.T_free)
+        rerelax = None if args.rerelax_free is None else args.rerelax_free == "true"
+        res = measure(args.run, args.steps, args.rule, args.images, args.betas, args.T_free, rerelax)
     except (HoloebError, FileNotFoundError, ValueError) as e:
         ap.exit(2, f"one_sided_norm_growth.py: error: {e}\n")
     write(res, args.out)

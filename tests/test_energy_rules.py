@@ -187,29 +187,63 @@ def test_cpl_with_beta_one_is_cl():
 
 
 def test_rerelax_free_continues_the_free_phase_for_the_beta0_state():
-    """rerelax_free (released code): the beta = 0 state of a one-sided rule is K more free iterations from s_*,
-    i.e. with T_free = t the free state after t + K iterations, while the perturbed phase still starts at s_*(t)."""
+    """rerelax_free (released code): the beta = 0 state of a one-sided rule is K more iterations from s_*, the
+    output free for EP (with T_free = t: the free state after t + K iterations) and clamped at the free output
+    o_*(t) for CL / CpL (the released code relaxes only the hidden layers in their phases), while the perturbed
+    phase still starts at s_*(t)."""
     from holoeb import energy
 
     model, params, x, y = _setup(interior=False, dtype=jnp.float32)
     t, k = 1, 2  # far from converged, so the two beta = 0 states differ
     longer = run("p-ep", model, params, x, y, T_free=t + k, T_nudge=k).free_state  # s_*(t + K)
-    for name, beta_b in (("p-ep", 0.25), ("cl", 1.0), ("n-ep", 0.0)):
+    s_t = run("p-ep", model, params, x, y, T_free=t, T_nudge=k).free_state
+    held = s_t  # K iterations from s_*(t) with the output held at o_*(t)
+    drive = model.drive(params["net"], x)
+    for _ in range(k):
+        held = energy.schedule_step(model, params["net"], held, drive, energy.clamped_output(s_t[-1]))
+    assert _rel_err(held, longer) > 1e-2  # the two beta = 0 states differ here
+    for name, beta_b, beta0_state in (("p-ep", 0.25, longer), ("cl", 1.0, held), ("p-cpl", 0.25, held),
+                                      ("n-ep", 0.0, longer), ("n-cpl", 0.0, held)):
         plain = run(name, model, params, x, y, T_free=t, T_nudge=k)
         rer = run(name, model, params, x, y, T_free=t, T_nudge=k, rerelax_free=True)
         for a, b in zip(rer.free_state, plain.free_state):
             np.testing.assert_array_equal(a, b)  # s_* itself is unchanged (and is what loss / accuracy see)
-        if name == "n-ep":  # the network is left at the larger beta, here the re-relaxed beta = 0 state
-            for a, b in zip(rer.last_state, longer):
+        if name.startswith("n-"):  # the network is left at the larger beta, here the re-relaxed beta = 0 state
+            for a, b in zip(rer.last_state, beta0_state):
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
             continue
-        want = energy.contrast_grad(model, params["net"], x, longer, 0.0, plain.last_state, beta_b)
+        want = energy.contrast_grad(model, params["net"], x, beta0_state, 0.0, plain.last_state, beta_b)
         for a, b in zip(jax.tree_util.tree_leaves(rer.grads["net"]), jax.tree_util.tree_leaves(want)):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * float(jnp.abs(b).max()))
         assert _rel_err(rer.grads["net"], plain.grads["net"]) > 1e-2  # the option changes the update here
     # at a converged free phase it changes nothing
     conv = [run("p-ep", model, params, x, y, T_free=300, T_nudge=20, rerelax_free=r).grads["net"] for r in (False, True)]
     assert _rel_err(conv[1], conv[0]) < 1e-4
+
+
+@pytest.mark.parametrize("one_sided,centered", [("p-ep", "c-ep"), ("p-cpl", "c-cpl")])
+def test_unfinished_free_phase_enters_the_one_sided_rule_over_beta(one_sided, centered):
+    """With the free phase stopped at T iterations, the one-sided rule's K nudged iterations from s_*(T) also
+    finish the free relaxation: with G(beta) = dE/dtheta at the state K iterations from s_*(T) under nudge beta,
+    g_P = [G(beta) - G_free] / beta, and G(0) != G_free = dE/dtheta(s_*(T)), so the bias from the centered rule,
+    b = g_P - g_C with g_C = [G(beta) - G(-beta)] / (2 beta), is [G(0) - G_free] / beta + O(beta). The centered
+    rule's two phases drift alike; re-relaxing the beta = 0 state for the same K iterations (rerelax_free) makes
+    b = (beta / 2) G''(0) + O(beta^2). So ||b|| grows 10x from beta = 1e-2 to 1e-3 without re-relaxation and
+    shrinks 10x with it (to the O(beta) relative corrections, ~1e-2 here)."""
+    with jax.enable_x64(True):
+        model, params, x, y = _setup()
+        hp = dict(T_free=3, T_nudge=5)
+
+        def bias_norm(beta, rerelax):
+            g_p = run(one_sided, model, params, x, y, beta=beta, rerelax_free=rerelax, **hp).grads["net"]
+            g_c = run(centered, model, params, x, y, beta=beta, **hp).grads["net"]
+            diff = jax.tree_util.tree_map(lambda a, b: a - b, g_p, g_c)
+            return float(jnp.sqrt(sum(jnp.sum(d ** 2) for d in jax.tree_util.tree_leaves(diff))))
+
+        plain = bias_norm(1e-3, False) / bias_norm(1e-2, False)
+        rerelaxed = bias_norm(1e-3, True) / bias_norm(1e-2, True)
+    assert 9.5 < plain < 10.5, plain
+    assert 0.095 < rerelaxed < 0.105, rerelaxed
 
 
 class _UntiedHopfield(FixedPointModel):

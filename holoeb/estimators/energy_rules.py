@@ -21,9 +21,14 @@ or sync Eq. 99) started at the free state, which runs T_free iterations.
 
 Free-state re-relaxation (``rerelax_free=True``, the study's released code): the beta = 0
 state of a one-sided rule (P / N rules and CL) is not s_* itself but K further iterations at
-beta = 0 started from s_*, as every other phase is K iterations started from s_*; with an
-unconverged free phase the two differ, and both contrasted states then had the same K
-iterations. Default False: beta = 0 is the free state (Eqs. 3, 5, 8 as printed).
+beta = 0 started from s_*, as every other phase is K iterations started from s_*, with the
+perturbation's output update at beta = 0: the output free for EP, clamped at the free output
+o_* for CpL and CL (whose phases relax the hidden layers only; the released code's minimiser
+leaves the output layer out of every CL / CpL phase). Both contrasted states then ran the same
+K iterations of the same map up to the nudge, so an unconverged free phase's remaining drift
+d = s(K iterations at beta = 0) - s_* cancels; without re-relaxation a one-sided rule's estimate
+carries dE/dtheta's change along d divided by beta. Default False: beta = 0 is the free state
+(Eqs. 3, 5, 8 as printed).
 
 16-bit relaxation: with relax_dtype='bfloat16' (or 'float16') the parameters and
 input are cast for the relaxations only; the energy gradients (and therefore the
@@ -56,13 +61,14 @@ RELAX_DTYPES = (None, "float16", "bfloat16", "float32", "float64")
 
 def output_update(kind, y_onehot, o_free, beta, cost_scale=1.0):
     """The output-layer update of a phase perturbed by ``kind`` with signed ``beta``
-    (``cost_scale`` c of the nudge's cost C = c ||o - y||^2)."""
+    (``cost_scale`` c of the nudge's cost C = c ||o - y||^2): 'ep' the minimiser of
+    E + beta C (Eq. 4; the free output at beta = 0); 'cpl' the output clamped to
+    (1 - beta) o_* + beta y (Eq. 7; o_* at beta = 0); 'cl' the same clamp at beta = 1, i.e. y
+    (Eq. 2), and o_* at beta = 0."""
     if kind == "ep":
         return energy.nudged_output(y_onehot, beta, cost_scale)
-    if kind == "cpl":
+    if kind in ("cpl", "cl"):
         return energy.clamped_output((1.0 - beta) * o_free + beta * y_onehot.astype(o_free.dtype))
-    if kind == "cl":
-        return energy.clamped_output(y_onehot)
     raise ConfigError(f"unknown perturbation kind {kind!r}; choose 'ep', 'cpl' or 'cl'")
 
 
@@ -123,9 +129,7 @@ class EnergyRule(Estimator):
         for beta in self.phase_betas():
             if beta == 0.0 and not self.rerelax_free:
                 continue
-            out = energy.free_output if beta == 0.0 else output_update(self.perturbation, y1, s0[-1], beta,
-                                                                         model.cost_scale)
-            sol = phase(self.nudge, s0, out)
+            sol = phase(self.nudge, s0, output_update(self.perturbation, y1, s0[-1], beta, model.cost_scale))
             states[beta] = sol.state
             residuals.append(sol.residual)
         (beta_a, beta_b) = self.phase_betas()
