@@ -19,7 +19,8 @@
 # table1: generalized hEP Table 1, continuous-time column at |beta| = 0.5, 10 epochs, seeds 0-2
 #         (the N=1/2/6/true columns are in experiments/results/table1_fmnist_10epochs.md).
 # cl_ablation: CL on the narrow DCHN, 1 epoch on 5,120 images, no augmentation, with every choice of
-#         the released code (experiments/comparative_study_released.json) except one, seeds 0-2:
+#         the released code (experiments/comparative_study_released.json), and with every choice but one,
+#         and with all of them plus the released augmentation (crop + flip), seeds 0-2:
 #         which of (a) warm start, (b) beta = 0 re-relaxation, (c) odd-first async order, (d)
 #         first-max pool ties, (f) bias bound 0.5 the training depends on
 #         (experiments/results/cl_diagnosis.md).
@@ -44,11 +45,12 @@
 #         into the upper clamp (experiments/results/study_cpu_diagnosis.md), is (beta / 2) F''(0) + O(beta^3)
 #         where the equilibrium is smooth in beta: whether a smaller nudge keeps P-CpL seed 2 from
 #         collapsing (experiments/results/study_cpu_12ep_p_beta01/).
-# n_small_beta [CORE [SEED [T_FREE]]]: N-EP in the 12-epoch protocol with beta 0.1 instead of 0.25 (seed 2
-#         by default) and T_FREE free iterations (default the protocol's 60): the N rules' mirror-image bias
-#         pushes layer-4 units onto the lower clamp and holds N-EP on the chance plateau
-#         (experiments/results/study_cpu_diagnosis.md); whether a smaller nudge closes N-EP's gap to TBP
-#         (experiments/results/study_cpu_12ep_n_beta01/, with T_FREE != 60 ..._n_beta01_T<T_FREE>/).
+# n_small_beta [CORE [SEED [T_FREE [RERELAX]]]]: N-EP in the 12-epoch protocol with beta 0.1 instead of 0.25
+#         (seed 2 by default), T_FREE free iterations (default the protocol's 60) and, with RERELAX true, the
+#         beta = 0 state re-relaxed (rerelax_free, which keeps the unfinished free phase's drift out of the
+#         estimate): the N rules' mirror-image bias pushes layer-4 units onto the lower clamp and holds N-EP on
+#         the chance plateau (experiments/results/study_cpu_diagnosis.md); whether a smaller nudge closes N-EP's
+#         gap to TBP (experiments/results/study_cpu_12ep_n_beta01[_T<T_FREE>][_rerelax]/).
 # p_rules: P-EP and P-CpL in the same 1-epoch protocol, with the released code's choices and with
 #         holoeb's defaults, seeds 0-2.
 set -u
@@ -86,10 +88,12 @@ case $what in
   n_small_beta)
     seed=${3:-2}
     t_free=${4:-60}
+    rerelax=${5:-false}
     out=experiments/results/study_cpu_12ep_n_beta01
     [ "$t_free" = 60 ] || out=${out}_T$t_free
+    [ "$rerelax" = false ] || out=${out}_rerelax
     $pin holoeb study --set 'rules=["n-ep"]' --set seeds=[$seed] --set epochs=12 --set beta=0.1 \
-      --set T_free=$t_free --set out_dir=$out --no-progress ;;
+      --set T_free=$t_free --set rerelax_free=$rerelax --set out_dir=$out --no-progress ;;
   cl_warm_free)
     seed=${3:-2}
     $pin holoeb study --set 'rules=["cl"]' --set seeds=[$seed] --set epochs=12 --set warm_start=free \
@@ -100,13 +104,18 @@ case $what in
     $pin python3 experiments/table1.py --only continuous --betas 0.5 --epochs 10 --seeds 3 \
       --out experiments/results/table1_fmnist --checkpoint-every 200 --checkpoints-to-keep 1 ;;
   cl_ablation)
-    declare -A drop=([a-zero-start]="warm_start=none" [b-no-rerelax]="rerelax_free=false"
+    declare -A drop=([all-matched]="" [a-zero-start]="warm_start=none" [b-no-rerelax]="rerelax_free=false"
                      [c-even-first]="schedule=async" [d-split-ties]="pool_ties=split" [f-bias-gain]="bias_gain=null")
     for seed in 0 1 2; do
-      for name in a-zero-start b-no-rerelax c-even-first d-split-ties f-bias-gain; do
+      for name in all-matched a-zero-start b-no-rerelax c-even-first d-split-ties f-bias-gain; do
         $pin holoeb study --config experiments/comparative_study_released.json --set 'rules=["cl"]' $short \
-          --set seeds=[$seed] --set ${drop[$name]} --set out_dir=experiments/results/cl_ablation/$name --no-progress || exit 1
+          --set seeds=[$seed] ${drop[$name]:+--set ${drop[$name]}} --set out_dir=experiments/results/cl_ablation/$name \
+          --no-progress || exit 1
       done
+      # every choice matched, with the released code's augmentation (crop + flip)
+      $pin holoeb study --config experiments/comparative_study_released.json --set 'rules=["cl"]' --set n_train=5120 \
+        --set epochs=1 --set seeds=[$seed] --set out_dir=experiments/results/cl_ablation/all-matched-crop-flip \
+        --no-progress || exit 1
     done ;;
   anderson_check)
     for seed in 0 1 2; do
