@@ -95,6 +95,24 @@ def nudged_output(y_onehot, beta, cost_scale=1.0):
     return update
 
 
+def nudged_output_step(y_onehot, beta, cost_scale=1.0):
+    """One fixed-point step of the output under E + beta c ||o - y||^2, from its current value o:
+    o <- a - 2 beta c (o - y), the Hopfield update of the comparative study's released code (its output's
+    pre-activation is minus the augmented energy's gradient without the o^2 / 2 term). Its fixed point is
+    ``nudged_output``'s minimiser, reached when |2 beta c| < 1; a phase of K iterations stops short of it."""
+    k = beta * cost_scale
+    if abs(2.0 * k) >= 1.0:
+        raise ConfigError(
+            f"the output's fixed-point step o <- a - 2 beta c (o - y) converges only for |2 beta c| < 1, "
+            f"got beta={beta}, c={cost_scale}: use |beta| < {0.5 / cost_scale:g} or the exact minimiser"
+        )
+
+    def update(a, o):
+        return a - 2.0 * k * (o - y_onehot.astype(o.dtype))
+
+    return update
+
+
 def clamped_output(target):
     """Output clamped to ``target`` (CL: y, Eq. 2; CpL: (1-beta) o* + beta y, Eq. 7)."""
 

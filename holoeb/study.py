@@ -78,6 +78,7 @@ class StudyConfig:
     T_nudge: int = 15  # energy rules: nudged-phase iterations; TBP: truncation depth K
     relax_dtype: Optional[str] = None
     rerelax_free: bool = False  # one-sided rules: beta = 0 state = T_nudge more free iterations (released code)
+    ep_output: str = "minimiser"  # EP rules' nudged output: exact minimiser or one fixed-point step (released code)
     lrs: Tuple[float, ...] = (0.0625, 0.0375, 0.025, 0.02, 0.0125)  # per layer (Table 5)
     momentum: float = 0.9
     weight_decay: float = 3e-4
@@ -102,6 +103,7 @@ class StudyConfig:
         check(_finite(self.beta) and self.beta != 0, "beta", "finite and non-zero", self.beta)
         check(all(_finite(v) and v > 0 for v in self.lrs), "lrs", "finite and > 0", self.lrs)
         check(_finite(self.eta_min) and self.eta_min >= 0, "eta_min", "finite and >= 0", self.eta_min)
+        check(self.ep_output in ("minimiser", "step"), "ep_output", "'minimiser' or 'step'", self.ep_output)
         check(len(self.seeds) >= 1 and len(self.rules) >= 1 and len(self.datasets) >= 1, "rules / datasets / seeds",
               "non-empty", (self.rules, self.datasets, self.seeds))
 
@@ -142,6 +144,8 @@ def estimator_section(rule, cfg):
         hp["T_nudge"] = cfg.T_nudge
         hp["relax_dtype"] = cfg.relax_dtype
         hp["rerelax_free"] = cfg.rerelax_free
+        if rule.endswith("-ep"):
+            hp["ep_output"] = cfg.ep_output
         if rule != "cl":
             hp["beta"] = cfg.beta
     return hp

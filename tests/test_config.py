@@ -125,7 +125,8 @@ def test_study_config_translates_to_the_training_config():
     assert t.model.name == "hopfield" and t.model.kwargs["in_features"] == 1024 and t.model.kwargs["num_classes"] == 10
     assert t.model.kwargs["gains"] == [0.5] * 3 and t.model.kwargs["cost_scale"] == 0.5
     assert t.estimator.to_dict() == {"name": "c-ep", "T_free": 60, "T_nudge": 15, "relax_dtype": None,
-                                     "rerelax_free": False, "beta": 0.25}
+                                     "rerelax_free": False, "ep_output": "minimiser", "beta": 0.25}
+    assert "ep_output" not in train_config(cfg, "c-cpl", "fashion_mnist", 4).estimator.kwargs
     o = t.optimizer
     assert (o.name, o.momentum, o.weight_decay, o.schedule, o.eta_min, o.T_max) == ("sgd", 0.9, 3e-4, "cosine_epochs", 2e-6, None)
     assert o.layer_lrs == [0.0625, 0.0375, 0.0125]
@@ -138,6 +139,7 @@ def test_study_config_translates_to_the_training_config():
     rel = load_study_config("cpu", os.path.join(ROOT, "experiments/comparative_study_released.json"))
     t = train_config(rel, "cl", "fashion_mnist", 0)
     assert t.estimator.kwargs["rerelax_free"] is True and t.training.warm_start == "last"
+    assert train_config(rel, "p-ep", "fashion_mnist", 0).estimator.kwargs["ep_output"] == "step"
     assert (t.model.kwargs["schedule"], t.model.kwargs["pool_ties"], t.model.kwargs["bias_gain"]) == ("async_odd_first", "first", 0.5)
     assert (t.data.random_flip, t.data.random_crop) == (True, 2)
     assert t.model.kwargs["gains"] == [1.0] * 5  # the gain both codes were compared at (the study's default is 0.5)
@@ -145,6 +147,8 @@ def test_study_config_translates_to_the_training_config():
     assert (dchn["in_channels"], dchn["image_size"], dchn["channels"]) == (1, 32, [128, 256, 512, 512])
     with pytest.raises(ConfigError, match=r"lrs\[1\]: expected a number"):
         load_study_config("cpu", sets=['lrs=[0.1, "x"]'])
+    with pytest.raises(ConfigError, match="ep_output"):
+        load_study_config("cpu", sets=["ep_output=exact"])
 
 
 # ---- the optimizer ----------------------------------------------------------------------------------

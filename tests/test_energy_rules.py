@@ -221,6 +221,33 @@ def test_rerelax_free_continues_the_free_phase_for_the_beta0_state():
     assert _rel_err(conv[1], conv[0]) < 1e-4
 
 
+def test_ep_output_step_has_the_minimisers_fixed_point():
+    """ep_output='step' (released code): o <- a - 2 beta c (o - y) per iteration. Iterated at fixed a it
+    converges (contraction factor |2 beta c|) to the exact minimiser (a + 2 beta c y) / (1 + 2 beta c) that
+    'minimiser' takes at once; so converged phases give the same estimate, K short ones do not."""
+    from holoeb import energy
+    from holoeb.errors import ConfigError
+
+    with jax.enable_x64(True):
+        a = jax.random.normal(jax.random.PRNGKey(3), (B, SIZES[-1]), jnp.float64)
+        y1 = jax.nn.one_hot(jnp.array([0, 1, 2, 1]), SIZES[-1], dtype=jnp.float64)
+        for beta in (0.25, -0.25):
+            step, exact = energy.nudged_output_step(y1, beta, 0.5), energy.nudged_output(y1, beta, 0.5)
+            o = jnp.zeros_like(a)
+            for _ in range(60):  # |2 beta c| = 0.25: 0.25^60 ~ 1e-36
+                o = step(a, o)
+            np.testing.assert_allclose(o, exact(a, o), rtol=1e-13, atol=1e-13)
+        model, params, x, y = _setup()
+        conv = [run("c-ep", model, params, x, y, T_free=300, T_nudge=300, ep_output=e).grads["net"]
+                for e in ("minimiser", "step")]
+        assert _rel_err(conv[1], conv[0]) < 1e-9
+        short = [run("c-ep", model, params, x, y, T_free=300, T_nudge=2, ep_output=e).grads["net"]
+                 for e in ("minimiser", "step")]
+        assert _rel_err(short[1], short[0]) > 1e-2
+    with pytest.raises(ConfigError, match="fixed-point step"):
+        energy.nudged_output_step(y1, 1.0, 0.5)
+
+
 @pytest.mark.parametrize("one_sided,centered", [("p-ep", "c-ep"), ("p-cpl", "c-cpl")])
 def test_unfinished_free_phase_enters_the_one_sided_rule_over_beta(one_sided, centered):
     """With the free phase stopped at T iterations, the one-sided rule's K nudged iterations from s_*(T) also
@@ -335,6 +362,7 @@ def test_rule_structure_and_result_interface():
         ("n-cpl", {"K": 0}, "K"),
         ("c-ep", {"relax_dtype": "int8"}, "relax_dtype"),
         ("cl", {"rerelax_free": 1}, "rerelax_free"),
+        ("c-ep", {"ep_output": "exact"}, "ep_output"),
     ],
 )
 def test_bad_hyperparameters(name, hp, match):

@@ -57,15 +57,18 @@ from holoeb.solvers import Relaxation
 SIGNS = {"p": (0, 1), "n": (0, -1), "c": (-1, 1)}
 PERTURBATIONS = ("ep", "cpl")
 RELAX_DTYPES = (None, "float16", "bfloat16", "float32", "float64")
+EP_OUTPUTS = ("minimiser", "step")
 
 
-def output_update(kind, y_onehot, o_free, beta, cost_scale=1.0):
+def output_update(kind, y_onehot, o_free, beta, cost_scale=1.0, ep_output="minimiser"):
     """The output-layer update of a phase perturbed by ``kind`` with signed ``beta``
     (``cost_scale`` c of the nudge's cost C = c ||o - y||^2): 'ep' the minimiser of
-    E + beta C (Eq. 4; the free output at beta = 0); 'cpl' the output clamped to
-    (1 - beta) o_* + beta y (Eq. 7; o_* at beta = 0); 'cl' the same clamp at beta = 1, i.e. y
-    (Eq. 2), and o_* at beta = 0."""
+    E + beta C (Eq. 4; the free output at beta = 0), or with ``ep_output='step'`` one fixed-point
+    step towards it (the released code); 'cpl' the output clamped to (1 - beta) o_* + beta y
+    (Eq. 7; o_* at beta = 0); 'cl' the same clamp at beta = 1, i.e. y (Eq. 2), and o_* at beta = 0."""
     if kind == "ep":
+        if ep_output == "step":
+            return energy.nudged_output_step(y_onehot, beta, cost_scale)
         return energy.nudged_output(y_onehot, beta, cost_scale)
     if kind in ("cpl", "cl"):
         return energy.clamped_output((1.0 - beta) * o_free + beta * y_onehot.astype(o_free.dtype))
@@ -78,12 +81,16 @@ class EnergyRule(Estimator):
     nudge: each perturbed phase (K = 15 iterations in the paper; shorthand T_nudge);
     relax_dtype: dtype of the relaxations (None: the parameters');
     rerelax_free: the beta = 0 state of a one-sided rule is ``nudge`` more iterations at beta = 0
-    from the free state (released code) instead of the free state itself."""
+    from the free state (released code) instead of the free state itself;
+    ep_output: the EP-nudged output's update, 'minimiser' (the exact conditional minimiser of
+    E + beta C, Eq. 4) or 'step' (one fixed-point step o <- a - 2 beta c (o - y) per iteration,
+    the released code's; same equilibrium, different K-iteration phases)."""
 
     free: Relaxation = Relaxation(60)
     nudge: Relaxation = Relaxation(15)
     relax_dtype: str = None
     rerelax_free: bool = False
+    ep_output: str = "minimiser"
 
     name = "energy-rule"
     requires_energy = True
@@ -97,6 +104,8 @@ class EnergyRule(Estimator):
             raise ConfigError(f"relax_dtype must be one of {RELAX_DTYPES}, got {self.relax_dtype!r}")
         if not isinstance(self.rerelax_free, bool):
             raise ConfigError(f"rerelax_free must be true or false, got {self.rerelax_free!r}")
+        if self.ep_output not in EP_OUTPUTS:
+            raise ConfigError(f"ep_output must be one of {EP_OUTPUTS}, got {self.ep_output!r}")
 
     @property
     def magnitude(self):
@@ -129,7 +138,8 @@ class EnergyRule(Estimator):
         for beta in self.phase_betas():
             if beta == 0.0 and not self.rerelax_free:
                 continue
-            sol = phase(self.nudge, s0, output_update(self.perturbation, y1, s0[-1], beta, model.cost_scale))
+            out = output_update(self.perturbation, y1, s0[-1], beta, model.cost_scale, self.ep_output)
+            sol = phase(self.nudge, s0, out)
             states[beta] = sol.state
             residuals.append(sol.residual)
         (beta_a, beta_b) = self.phase_betas()
