@@ -77,7 +77,7 @@ class StudyConfig:
     T_free: int = 60
     T_nudge: int = 15  # energy rules: nudged-phase iterations; TBP: truncation depth K
     relax_dtype: Optional[str] = None
-    rerelax_free: bool = False  # one-sided rules: beta = 0 state = T_nudge more free iterations (released code)
+    rerelax_free: bool = False  # one-sided rules: beta = 0 state = T_nudge more iterations at beta = 0 (released code)
     ep_output: str = "minimiser"  # EP rules' nudged output: exact minimiser or one fixed-point step (released code)
     lrs: Tuple[float, ...] = (0.0625, 0.0375, 0.025, 0.02, 0.0125)  # per layer (Table 5)
     momentum: float = 0.9
