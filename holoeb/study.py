@@ -36,6 +36,7 @@ import numpy as np
 from holoeb.config import (TrainConfig, _finite, build_dataclass, check, field_type, parse_value, read_json_object,
                            split_assignment)
 from holoeb.errors import ConfigError
+from holoeb.estimators.energy_rules import EP_OUTPUTS
 
 RULES = ("tbp", "rbp", "cl", "p-ep", "n-ep", "c-ep", "p-cpl", "n-cpl", "c-cpl")
 STUDY_DATASETS = ("mnist", "fashion_mnist", "svhn_cropped", "cifar10", "cifar100")
@@ -103,7 +104,7 @@ class StudyConfig:
         check(_finite(self.beta) and self.beta != 0, "beta", "finite and non-zero", self.beta)
         check(all(_finite(v) and v > 0 for v in self.lrs), "lrs", "finite and > 0", self.lrs)
         check(_finite(self.eta_min) and self.eta_min >= 0, "eta_min", "finite and >= 0", self.eta_min)
-        check(self.ep_output in ("minimiser", "step"), "ep_output", "'minimiser' or 'step'", self.ep_output)
+        check(self.ep_output in EP_OUTPUTS, "ep_output", f"one of {EP_OUTPUTS}", self.ep_output)
         check(len(self.seeds) >= 1 and len(self.rules) >= 1 and len(self.datasets) >= 1, "rules / datasets / seeds",
               "non-empty", (self.rules, self.datasets, self.seeds))
 
