@@ -38,6 +38,7 @@ from holoeb.estimators.base import check_positive_int
 from holoeb.estimators.aeqprop_variants import nudges
 from holoeb.models import make_model
 from holoeb.models.fourier_regression import FourierRegression
+from holoeb.reports import write_json
 
 # ---- linear regression (Section 5.2) ------------------------------------------------------
 METHODS = ("sgd", "optimistic", "pessimistic", "centered")
@@ -196,7 +197,6 @@ def _num(v):
 def run_linreg_experiment(out, modes=("gradient", "exact"), steps=50, samples=1000, samples_fig3=5000, seed=0,
                           log=print):
     """Figs. 2 and 3: fig2_<mode>.png, fig3_<mode>.png and results.json in ``out``."""
-    import json
     import os
 
     for name, v in (("steps", steps), ("samples", samples), ("samples_fig3", samples_fig3)):
@@ -221,15 +221,13 @@ def run_linreg_experiment(out, modes=("gradient", "exact"), steps=50, samples=10
                            for (b, e, m), v in cs.items()}
         results[mode] = {"fig2": summ(curves), "fig3": summ(curves3), "seconds": time.time() - t0}
         log(f"[{mode}] done in {time.time() - t0:.1f}s")
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    write_json(os.path.join(out, "results.json"), results)
     log(f"wrote {out}/results.json and figures")
     return results
 
 
 def run_fmnist_experiment(out, cfg, variants=("optimistic", "pessimistic", "centered"), data_dir=None, log=print):
     """Train each variant; results.json (history per variant) and fmnist.png in ``out``."""
-    import json
     import os
 
     os.makedirs(out, exist_ok=True)
@@ -237,8 +235,7 @@ def run_fmnist_experiment(out, cfg, variants=("optimistic", "pessimistic", "cent
     for v in variants:
         _, hist = train_fmnist_variant(v, cfg, os.path.join(out, v), data_dir, log)
         results["variants"][v] = {"history": hist, "final_test_error": hist[-1]["test_error"]}
-        with open(os.path.join(out, "results.json"), "w") as f:
-            json.dump(results, f, indent=1)
+        write_json(os.path.join(out, "results.json"), results)
     plot_fmnist(results, os.path.join(out, "fmnist.png"))
     for v, r in results["variants"].items():
         log(f"{v}: test error {100 * r['final_test_error']:.2f}%")

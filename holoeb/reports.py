@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-__all__ = ["write_report", "to_json"]
+__all__ = ["write_report", "write_text", "write_json", "to_json"]
 
 
 def to_json(value):
@@ -24,7 +24,8 @@ def to_json(value):
     raise TypeError(f"cannot write a {type(value).__name__} to a report's JSON: {value!r}")
 
 
-def _write_whole(path: str, text: str) -> None:
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file renamed into place)."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "w") as f:
@@ -33,6 +34,13 @@ def _write_whole(path: str, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_json(path: str, data) -> None:
+    """Write ``data`` as indented JSON to ``path`` whole or not at all; numpy / jax values are
+    converted (``to_json``). Data that cannot be encoded raises ``TypeError`` before ``path``
+    is touched."""
+    write_text(path, json.dumps(data, indent=1, default=to_json) + "\n")
 
 
 def write_report(stem: str, lines, data=None) -> list[str]:
@@ -50,8 +58,8 @@ def write_report(stem: str, lines, data=None) -> list[str]:
     encoded = None if data is None else json.dumps(data, indent=1, default=to_json) + "\n"
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     paths = [stem + ".md"]
-    _write_whole(paths[0], text)
+    write_text(paths[0], text)
     if encoded is not None:
         paths.append(stem + ".json")
-        _write_whole(paths[1], encoded)
+        write_text(paths[1], encoded)
     return paths

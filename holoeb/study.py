@@ -37,6 +37,7 @@ from holoeb.config import (TrainConfig, _finite, build_dataclass, check, field_t
                            split_assignment)
 from holoeb.errors import ConfigError
 from holoeb.estimators.energy_rules import EP_OUTPUTS
+from holoeb.reports import write_json, write_text
 
 RULES = ("tbp", "rbp", "cl", "p-ep", "n-ep", "c-ep", "p-cpl", "n-cpl", "c-cpl")
 STUDY_DATASETS = ("mnist", "fashion_mnist", "svhn_cropped", "cifar10", "cifar100")
@@ -364,9 +365,7 @@ def write_summary(cfg):
     results, unfinished = grid_results(cfg)
     summary, md = summarise(results, cfg, unfinished)
     protocol = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("rules", "seeds")}
-    with open(os.path.join(cfg.out_dir, "results.json"), "w") as f:
-        json.dump(dict(config=protocol, summary=summary, runs=results,
-                       unfinished=unfinished), f, indent=1)
-    with open(os.path.join(cfg.out_dir, "table.md"), "w") as f:
-        f.write(md)
+    write_json(os.path.join(cfg.out_dir, "results.json"),
+               dict(config=protocol, summary=summary, runs=results, unfinished=unfinished))
+    write_text(os.path.join(cfg.out_dir, "table.md"), md)
     return summary, md

@@ -43,3 +43,15 @@ def test_unwritable_data_leaves_the_previous_report(tmp_path):
 def test_a_stem_is_required(stem):
     with pytest.raises(ValueError, match="path stem"):
         write_report(stem, ["x"])
+
+
+def test_write_json_refuses_unencodable_data_before_touching_the_file(tmp_path):
+    from holoeb.reports import write_json
+
+    path = str(tmp_path / "results.json")
+    write_json(path, {"runs": [np.float64(1.5)], "n": np.int32(2)})
+    assert json.load(open(path)) == {"runs": [1.5], "n": 2}
+    with pytest.raises(TypeError, match="cannot write a object"):
+        write_json(path, {"runs": [object()]})
+    assert json.load(open(path)) == {"runs": [1.5], "n": 2}
+    assert os.listdir(tmp_path) == ["results.json"]
