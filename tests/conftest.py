@@ -1,3 +1,4 @@
+import gc
 import os
 
 # The suite is compile-bound (hundreds of small jitted programs, each run a few times): LLVM at
@@ -34,6 +35,17 @@ def small_problem(asymmetry=0.0, model="mlp", batch=3, seed=0, dtype="float64", 
     x = jax.random.normal(jax.random.PRNGKey(seed + 1), (batch, 12), jnp.dtype(dtype))
     y = jnp.arange(batch, dtype=jnp.int32) % 5
     return m, p, dynamics.Batch(x, y)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every compiled program after each test file. Each XLA:CPU executable keeps several
+    memory mappings; one process running the whole suite reached Linux's default limit of 65,530
+    mappings (vm.max_map_count) and segfaulted inside the compiler, so a process must not keep
+    all of them (measured: test_energy_rules.py alone leaves 4,300 mappings, 700 after this)."""
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture
