@@ -36,11 +36,16 @@ def write_text(path: str, text: str) -> None:
             os.remove(tmp)
 
 
+def _encode(data) -> str:
+    """Indented JSON text of ``data`` (numpy / jax values converted by ``to_json``)."""
+    return json.dumps(data, indent=1, default=to_json) + "\n"
+
+
 def write_json(path: str, data) -> None:
     """Write ``data`` as indented JSON to ``path`` whole or not at all; numpy / jax values are
     converted (``to_json``). Data that cannot be encoded raises ``TypeError`` before ``path``
     is touched."""
-    write_text(path, json.dumps(data, indent=1, default=to_json) + "\n")
+    write_text(path, _encode(data))
 
 
 def write_report(stem: str, lines, data=None) -> list[str]:
@@ -55,7 +60,7 @@ def write_report(stem: str, lines, data=None) -> list[str]:
     text = lines if isinstance(lines, str) else "\n".join(lines)
     if not text.endswith("\n"):
         text += "\n"
-    encoded = None if data is None else json.dumps(data, indent=1, default=to_json) + "\n"
+    encoded = None if data is None else _encode(data)
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     paths = [stem + ".md"]
     write_text(paths[0], text)
