@@ -10,6 +10,7 @@ import pytest
 from holoeb import make_estimator, make_model
 from holoeb.errors import ModelEstimatorMismatch
 from holoeb.estimators import ESTIMATORS, run_estimator
+from holoeb.estimators.base import Estimator
 from holoeb.models import MODELS
 from holoeb.models.base import EnergyModel, FixedPointModel
 
@@ -49,6 +50,20 @@ def test_every_registered_model_has_a_small_size_and_follows_the_contract():
     assert set(MODELS) <= set(SMALL), f"add a small size for {sorted(set(MODELS) - set(SMALL))} to SMALL"
     for name in MODELS:
         assert isinstance(make_model(name, **SMALL[name]), FixedPointModel)
+
+
+
+def test_every_registered_estimator_follows_the_contract():
+    """Estimator is an abstract base: a rule without ``estimate`` cannot even be constructed."""
+    for name in ESTIMATORS:
+        assert issubclass(ESTIMATORS[name], Estimator), name
+        make_estimator(name)
+
+    class NoRule(Estimator):
+        name = "no-rule"
+
+    with pytest.raises(TypeError, match="estimate"):
+        NoRule()
 
 
 @pytest.mark.parametrize("estimator_name", sorted(ESTIMATORS))

@@ -24,6 +24,7 @@ The parameter gradient is always assembled the same way (Eq. 4/6):
 with a vjp of Phi (not hand-written formulas); the readout (w_ro, b_ro) gets the
 direct gradient of the loss at the free state.
 """
+import abc
 import dataclasses
 import math
 from typing import Any, NamedTuple
@@ -75,7 +76,7 @@ def check_nonzero_beta(beta):
 
 
 @dataclasses.dataclass(frozen=True)
-class Estimator:
+class Estimator(abc.ABC):
     """Hyper-parameters shared by all estimators.
 
     free: the free phase's `Relaxation` (max steps, tolerance, schedule);
@@ -159,8 +160,9 @@ class Estimator:
             check_init_state(model, batch.x, init_state)
         return self.estimate(model, params, batch, rng, init_state)
 
+    @abc.abstractmethod
     def estimate(self, model, params, batch, rng, init_state=None):
-        raise NotImplementedError
+        """The rule itself, on a validated batch (``__call__`` checks model, batch and start state first)."""
 
     def truncated(self, k):
         """This estimator cut after k steps of its nudged dynamics: exactly k iterations of its
