@@ -9,9 +9,10 @@ import pytest
 
 from holoeb import make_estimator, make_model
 from holoeb.errors import ModelEstimatorMismatch
-from holoeb.estimators import ESTIMATORS, run_estimator
+from holoeb.errors import ConfigError
+from holoeb.estimators import ESTIMATORS, register_estimator, run_estimator
 from holoeb.estimators.base import Estimator
-from holoeb.models import MODELS
+from holoeb.models import MODELS, register_model
 from holoeb.models.base import EnergyModel, FixedPointModel
 
 # small instances of each registered model (3 classes)
@@ -64,6 +65,31 @@ def test_every_registered_estimator_follows_the_contract():
 
     with pytest.raises(TypeError, match="estimate"):
         NoRule()
+
+
+
+def test_registries_refuse_what_breaks_the_contract():
+    """A registered class derives from the registry's contract, and a name names one class."""
+    EP, DCHN = ESTIMATORS["ep"], MODELS["dchn"]
+    with pytest.raises(ConfigError, match="does not derive from holoeb.estimators.base.Estimator"):
+        register_estimator("dchn-as-rule", DCHN)
+    with pytest.raises(ConfigError, match="does not derive from holoeb.models.base.FixedPointModel"):
+        register_model("ep-as-model", EP)
+    with pytest.raises(ConfigError, match="'ep' is taken by holoeb.estimators.ep.EP"):
+        register_estimator("ep", ESTIMATORS["rbp"])
+    with pytest.raises(ConfigError, match="non-empty string"):
+        register_model("", DCHN)
+    register_estimator("ep", EP)  # the same class under its own name: a no-op
+    assert ESTIMATORS["ep"] is EP and "dchn-as-rule" not in ESTIMATORS and "ep-as-model" not in MODELS
+
+    class WiderDCHN(DCHN):
+        pass
+
+    register_model("wider-dchn", WiderDCHN)
+    try:
+        assert isinstance(make_model("wider-dchn", **SMALL["dchn"]), WiderDCHN)
+    finally:
+        del MODELS["wider-dchn"]
 
 
 @pytest.mark.parametrize("estimator_name", sorted(ESTIMATORS))

@@ -17,6 +17,7 @@ from holoeb.estimators.rbp import RBP
 from holoeb.estimators.tbp import TBP
 from holoeb.estimators.true_derivative import TrueDerivative
 from holoeb.errors import ConfigError
+from holoeb.registry import register
 from holoeb.solvers import Relaxation
 
 ESTIMATORS = {
@@ -32,7 +33,8 @@ ESTIMATORS.update(ENERGY_RULES)  # cl, p-ep, n-ep, c-ep, p-cpl, n-cpl, c-cpl (co
 
 
 def register_estimator(name, cls):
-    ESTIMATORS[name] = cls
+    """Make ``cls`` (an Estimator subclass) available as ``make_estimator(name, ...)``."""
+    register(ESTIMATORS, name, cls, Estimator, "estimator")
 
 
 # shorthand keyword -> (relaxation field, Relaxation attribute)

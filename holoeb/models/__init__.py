@@ -2,11 +2,13 @@
 import dataclasses
 
 from holoeb.errors import ConfigError
+from holoeb.models.base import FixedPointModel
 from holoeb.models.conv import AsymConvNet
 from holoeb.models.dchn import DCHN
 from holoeb.models.flax_adapter import from_flax  # noqa: F401  (user flax modules -> models)
 from holoeb.models.hopfield import DenseHopfield
 from holoeb.models.mlp import LoopMLP, ReciprocalMLP
+from holoeb.registry import register
 
 MODELS = {
     "mlp": ReciprocalMLP,
@@ -18,7 +20,8 @@ MODELS = {
 
 
 def register_model(name, cls):
-    MODELS[name] = cls
+    """Make ``cls`` (a FixedPointModel subclass) available as ``make_model(name, ...)``."""
+    register(MODELS, name, cls, FixedPointModel, "model")
 
 
 def make_model(name, **kwargs):
