@@ -4,7 +4,8 @@ epochs; mean +/- std over seeds) and the final-error comparison table (Tables 1-
 
 Runs are grouped by configuration: two runs belong to the same group when their
 configs (config.json / metrics.json "config") agree on everything except the seed
-(and other keys in IGNORED_KEYS). A group's label lists the config entries that
+(and other keys in IGNORED_KEYS, plus those named by ``ignore``, e.g. an evaluation batch
+size that does not change training). A group's label lists the config entries that
 differ between groups (or the entries named by ``label_by``).
 """
 import json
@@ -46,9 +47,15 @@ def _short(key):
     return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
 
 
-def group_runs(runs, label_by=None):
-    """Ordered {label: [runs]} grouping runs whose configs differ only by seed."""
-    flats = [{k: v for k, v in flatten_config(r["config"]).items() if k not in IGNORED_KEYS} for r in runs]
+def group_runs(runs, label_by=None, ignore=()):
+    """Ordered {label: [runs]} grouping runs whose configs differ only by seed (and the
+    config entries named in ``ignore``)."""
+    all_flats = [flatten_config(r["config"]) for r in runs]
+    for k in ignore:
+        if not any(k in f for f in all_flats):
+            raise ValueError(f"--ignore {k!r} is not a config entry of any run; e.g. {sorted(all_flats[0])[:6]}")
+    skip = set(IGNORED_KEYS) | set(ignore)
+    flats = [{k: v for k, v in f.items() if k not in skip} for f in all_flats]
     keys = [tuple(sorted((k, str(v)) for k, v in f.items())) for f in flats]
     groups = {}
     for key, run in zip(keys, runs):

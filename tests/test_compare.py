@@ -49,6 +49,20 @@ def test_grouping_and_table(runs):
     assert "| 2 (runs at 2/3) |" in md and "| 3 |" in md
 
 
+def test_ignored_entries_do_not_split_groups(runs, tmp_path):
+    """A run differing from its group only in an ignored entry joins it; without --ignore it is its own group."""
+    odd = fake_run(str(tmp_path), "a3", "cauchy", 3, [28.0, 18.0, 10.0], asym=0.5)
+    loaded = [run_plots.load_run(d) for d in runs + [odd]]
+    assert sorted(run_plots.group_runs(loaded)) == ["estimator=cauchy, asymmetry=0.0", "estimator=cauchy, asymmetry=0.5",
+                                                   "estimator=ep, asymmetry=0.0"]
+    groups = run_plots.group_runs(loaded, label_by=["estimator.name"], ignore=["model.asymmetry"])
+    assert [len(v) for v in groups.values()] == [4, 2]
+    row = run_plots.compare_table(groups)[0]
+    assert row["final_val_error_mean"] == pytest.approx(14.5)  # (14 + 16 + 18 + 10) / 4
+    with pytest.raises(ValueError, match="--ignore 'nope.key' is not a config entry"):
+        run_plots.group_runs(loaded, ignore=["nope.key"])
+
+
 def test_mean_std_truncates_to_common_epochs(runs):
     groups = run_plots.group_runs([run_plots.load_run(d) for d in runs], label_by=["estimator.name"])
     ep, m, s, n = run_plots.mean_std(groups["estimator=ep"], "val_error")
@@ -63,7 +77,7 @@ def test_mean_std_truncates_to_common_epochs(runs):
 
 def test_cli_writes_outputs(runs, tmp_path, capsys):
     out = str(tmp_path / "cmp")
-    assert main(["compare", *runs, "--out", out]) in (0, None)
+    assert main(["compare", *runs, "--out", out, "--ignore", "model.asymmetry"]) in (0, None)
     for f in ("compare.md", "compare.json", "compare.png"):
         assert os.path.getsize(os.path.join(out, f)) > 0
     png = str(tmp_path / "dyn" / "d.png")

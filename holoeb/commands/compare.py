@@ -12,6 +12,8 @@ def _common(p):
     p.add_argument("runs", nargs="+", help="run directories (each with metrics.json)")
     p.add_argument("--label-by", nargs="+", default=None, metavar="KEY",
                    help="config entries naming the groups, e.g. estimator.name model.asymmetry (default: those that differ)")
+    p.add_argument("--ignore", nargs="+", default=(), metavar="KEY",
+                   help="config entries that do not split groups, e.g. training.eval_batch_size (the seed never does)")
 
 
 def register(subparsers):
@@ -29,7 +31,7 @@ def register(subparsers):
 def _groups(args):
     from holoeb.run_plots import group_runs, load_run
 
-    return group_runs([load_run(d) for d in args.runs], args.label_by)
+    return group_runs([load_run(d) for d in args.runs], args.label_by, args.ignore)
 
 
 def run_compare(args):
