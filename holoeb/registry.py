@@ -1,4 +1,5 @@
-"""Adding a class to one of holoeb's registries (models, estimators), checked.
+"""Adding a class to one of holoeb's registries (models, estimators), checked, and
+looking one up by name.
 
 A registry maps a name (as configs and the CLI spell it) to a class deriving from
 the registry's contract; a wrong class or a name already taken by another class is
@@ -20,3 +21,11 @@ def register(registry, name, cls, base, kind):
     if taken is not None and taken is not cls:
         raise ConfigError(f"{kind} name {name!r} is taken by {taken.__module__}.{taken.__name__}; choose another name")
     registry[name] = cls
+
+
+def lookup(registry, name, kind):
+    """``registry[name]``; an unknown name raises ConfigError listing the registered ones."""
+    try:
+        return registry[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown {kind} {name!r}; choose one of {sorted(registry)}") from None

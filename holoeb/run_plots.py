@@ -47,13 +47,18 @@ def _short(key):
     return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
 
 
+def _require_entries(option, keys, flats):
+    """ValueError naming ``option`` for the first key that no run's flattened config has."""
+    for k in keys:
+        if not any(k in f for f in flats):
+            raise ValueError(f"{option} {k!r} is not a config entry of any run; e.g. {sorted(flats[0])[:6]}")
+
+
 def group_runs(runs, label_by=None, ignore=()):
     """Ordered {label: [runs]} grouping runs whose configs differ only by seed (and the
     config entries named in ``ignore``)."""
     all_flats = [flatten_config(r["config"]) for r in runs]
-    for k in ignore:
-        if not any(k in f for f in all_flats):
-            raise ValueError(f"--ignore {k!r} is not a config entry of any run; e.g. {sorted(all_flats[0])[:6]}")
+    _require_entries("--ignore", ignore, all_flats)
     skip = set(IGNORED_KEYS) | set(ignore)
     flats = [{k: v for k, v in f.items() if k not in skip} for f in all_flats]
     keys = [tuple(sorted((k, str(v)) for k, v in f.items())) for f in flats]
@@ -61,9 +66,7 @@ def group_runs(runs, label_by=None, ignore=()):
     for key, run in zip(keys, runs):
         groups.setdefault(key, []).append(run)
     if label_by:
-        for k in label_by:
-            if not any(k in f for f in flats):
-                raise ValueError(f"--label-by {k!r} is not a config entry of any run; e.g. {sorted(flats[0])[:6]}")
+        _require_entries("--label-by", label_by, flats)
         names = list(label_by)
     else:
         all_keys = sorted(set().union(*flats))

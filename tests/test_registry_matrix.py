@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from holoeb import make_estimator, make_model
-from holoeb.errors import ModelEstimatorMismatch
-from holoeb.errors import ConfigError
+from holoeb.errors import ConfigError, ModelEstimatorMismatch
 from holoeb.estimators import ESTIMATORS, register_estimator, run_estimator
 from holoeb.estimators.base import Estimator
 from holoeb.models import MODELS, register_model
@@ -53,7 +52,6 @@ def test_every_registered_model_has_a_small_size_and_follows_the_contract():
         assert isinstance(make_model(name, **SMALL[name]), FixedPointModel)
 
 
-
 def test_every_registered_estimator_follows_the_contract():
     """Estimator is an abstract base: a rule without ``estimate`` cannot even be constructed."""
     for name in ESTIMATORS:
@@ -67,7 +65,6 @@ def test_every_registered_estimator_follows_the_contract():
         NoRule()
 
 
-
 def test_registries_refuse_what_breaks_the_contract():
     """A registered class derives from the registry's contract, and a name names one class."""
     EP, DCHN = ESTIMATORS["ep"], MODELS["dchn"]
@@ -79,6 +76,8 @@ def test_registries_refuse_what_breaks_the_contract():
         register_estimator("ep", ESTIMATORS["rbp"])
     with pytest.raises(ConfigError, match="non-empty string"):
         register_model("", DCHN)
+    with pytest.raises(ConfigError, match=r"unknown estimator \['ep'\]; choose one of .*'tbp'"):
+        make_estimator(["ep"])  # e.g. a JSON list where a name belongs
     register_estimator("ep", EP)  # the same class under its own name: a no-op
     assert ESTIMATORS["ep"] is EP and "dchn-as-rule" not in ESTIMATORS and "ep-as-model" not in MODELS
 

@@ -17,7 +17,7 @@ from holoeb.estimators.rbp import RBP
 from holoeb.estimators.tbp import TBP
 from holoeb.estimators.true_derivative import TrueDerivative
 from holoeb.errors import ConfigError
-from holoeb.registry import register
+from holoeb.registry import lookup, register
 from holoeb.solvers import Relaxation
 
 ESTIMATORS = {
@@ -61,9 +61,7 @@ def make_estimator(name, **hyperparams):
     ``T_nudge``/``nudge_tol``/``nudge_schedule`` set the ``free`` / ``nudge`` `Relaxation`
     fields (which also accept a Relaxation, a step count or a dict). Unknown names or
     hyper-parameters raise ConfigError."""
-    if name not in ESTIMATORS:
-        raise ConfigError(f"unknown estimator {name!r}; choose one of {sorted(ESTIMATORS)}")
-    cls = ESTIMATORS[name]
+    cls = lookup(ESTIMATORS, name, "estimator")
     allowed = estimator_fields(name)
     unknown = sorted(set(hyperparams) - set(allowed))
     if unknown:

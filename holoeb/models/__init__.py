@@ -8,7 +8,7 @@ from holoeb.models.dchn import DCHN
 from holoeb.models.flax_adapter import from_flax  # noqa: F401  (user flax modules -> models)
 from holoeb.models.hopfield import DenseHopfield
 from holoeb.models.mlp import LoopMLP, ReciprocalMLP
-from holoeb.registry import register
+from holoeb.registry import lookup, register
 
 MODELS = {
     "mlp": ReciprocalMLP,
@@ -25,10 +25,7 @@ def register_model(name, cls):
 
 
 def make_model(name, **kwargs):
-    try:
-        cls = MODELS[name]
-    except KeyError:
-        raise ConfigError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
+    cls = lookup(MODELS, name, "model")
     fields = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(kwargs) - set(fields))
     if unknown:
