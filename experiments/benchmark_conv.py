@@ -26,7 +26,7 @@ def worker(args):
     from holoeb.models import make_model
     from holoeb.optim import make_optimizer
     from holoeb.precision import with_free_dtype
-    from holoeb.training import make_train_step
+    from holoeb.train_step import make_train_step
 
     channels = (128, 256, 512, 512) if args.paper else tuple(args.channels)
     model = make_model("asym_conv", in_shape=(32, 32, 3), channels=channels, num_classes=10)

@@ -27,7 +27,7 @@ import optax
 from holoeb import dynamics, make_estimator, make_model
 from holoeb.data.registry import load_dataset
 from holoeb.solvers import relax
-from holoeb.training import make_train_step
+from holoeb.train_step import make_train_step
 
 CONFIGS = [
     ("ep", dict(beta=0.5)),

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from holoeb import dynamics, study, training
+from holoeb.train_step import config_train_step
 from holoeb.config import as_train_config
 from holoeb.data.pipeline import batches
 from holoeb.data.registry import load_dataset
@@ -51,7 +52,7 @@ def first_steps(rule, sets, steps, seed=0):
                     grad=jnp.stack([jnp.linalg.norm(g[f"w{k}"]) for k in range(1, L + 1)]),
                     update=jnp.stack([jnp.linalg.norm(dn[f"w{k}"] - net[f"w{k}"]) for k in range(1, L + 1)]))
 
-    _, train_step = training.config_train_step(cfg, model, est, tx, probe)  # the training loop's own step
+    _, train_step = config_train_step(cfg, model, est, tx, probe)  # the training loop's own step
     train_step = jax.jit(train_step)
 
     def step(params, opt, batch, rng, carry):

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from holoeb import training
+from holoeb import probe_diagnostics, training
 from holoeb.checkpoint import Checkpointer, load_params
 from holoeb.data.registry import load_dataset
 from holoeb.diagnostics import clamped_fractions, frozen_fractions
@@ -64,7 +64,7 @@ def trajectory(run_dir, images):
                      "lower": np.asarray(lower)[:-1].tolist(), "upper": np.asarray(upper)[:-1].tolist(),
                      "frozen": np.asarray(frozen)[:-1].tolist(),
                      "bias_mean": {k: float(jnp.mean(net[k])) for k in names},
-                     "weight_norm": training.weight_norms(params)})
+                     "weight_norm": probe_diagnostics.weight_norms(params)})
         r = rows[-1]
         print(f"{os.path.basename(os.path.normpath(run_dir))} step {step}: test error {r['test_error']:.1f}% "
               f"({r['classes_predicted']} classes) lower " + " ".join(f"{v:.2f}" for v in r["lower"])

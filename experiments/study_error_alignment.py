@@ -1,6 +1,6 @@
 """Neuronal error alignment of trained runs, on all units and on the active ones.
 
-For each run directory, the run's own end-of-epoch diagnostics (holoeb.training.make_diagnostics:
+For each run directory, the run's own end-of-epoch diagnostics (holoeb.probe_diagnostics.make_diagnostics:
 the rule's error vector against RBP's delta on the run's probe batch, the first
 ``diagnostics.batch_size`` test examples) recomputed at its final parameters, with the per-layer
 cosine both on every unit and on the units active at the free state
@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from holoeb import dynamics, run_plots, training
+from holoeb import dynamics, probe_diagnostics, run_plots, training
 from holoeb.data.registry import load_dataset
 from holoeb.errors import HoloebError
 from holoeb.params_io import load_run
@@ -34,7 +34,7 @@ def alignment(run_dir, seed=0):
     d = cfg.data
     val = load_dataset(d.dataset, "test", model.input_shape, d.data_dir, d.val_size, d.normalize)
     batch = dynamics.Batch(*map(jnp.asarray, val.take(cfg.diagnostics.batch_size)))
-    diag = training.make_diagnostics(model, estimator, cfg)(params, batch, jax.random.PRNGKey(seed))
+    diag = probe_diagnostics.make_diagnostics(model, estimator, cfg)(params, batch, jax.random.PRNGKey(seed))
     free = estimator.free_phase(model, params, batch.x)[0].state
     active = [float(jnp.mean(m)) for m in model.active_units(free)]
     history = run_plots.load_run(run_dir)["history"]

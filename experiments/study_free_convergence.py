@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from holoeb import dynamics, training
+from holoeb import dynamics, evaluation, training
 from holoeb.data.pipeline import batches
 from holoeb.data.registry import load_dataset
 from holoeb.errors import HoloebError
@@ -95,8 +95,8 @@ def replay(run_dir, multiples, num_batches, seed, test_size):
     test = load_dataset(d.dataset, "test", model.input_shape, d.data_dir, test_size, d.normalize)
     out["evaluation"] = {}
     for T in Ts:
-        ev = training.make_eval_step(model, T, per_example_residual=True)
-        r = training.evaluate_dataset(jax.jit(ev), params, test, cfg.training.batch_size)
+        ev = evaluation.make_eval_step(model, T, per_example_residual=True)
+        r = evaluation.evaluate_dataset(jax.jit(ev), params, test, cfg.training.batch_size)
         out["evaluation"][str(T)] = {"error": r["error"], "unconverged": r["unconverged"],
                                      "residual_median": r["residual_median"]}
         print(f"test ({test_size} images), free phase of {T} iterations from zero: {r}", flush=True)

@@ -24,7 +24,7 @@ eigenvalue is ~eps_{w1} lambda_max(x x^T / B) (~120 for Fashion-MNIST pixels in 
 Beyond eps_{w1} ~ 0.003 phase 2 runs away (measured: no convergence, cosine to the true
 gradient < 0.5), so the default per-component couplings are eps = (w1 0.002, w2 0.01, b 0.02)
 and beta = 0.5, i.e. SGD steps eps_k beta = (0.001, 0.005, 0.01) -- smaller than Table 2's.
-(This short loop will move to holoeb.training.)
+These runs go through the one training loop (holoeb.training.train, `fmnist_train_config`).
 """
 import time
 

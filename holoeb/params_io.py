@@ -4,7 +4,11 @@ checkpoint, and the model their config.json describes)."""
 import os
 import pickle
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from holoeb.errors import ConfigError
 
 
 def save_params(path, params):
@@ -66,3 +70,29 @@ def load_run(run_dir):
     cfg = load_config(path)
     model = make_model(cfg.model.name, **cfg.model.kwargs)
     return cfg, model, load_run_params(run_dir)
+
+
+def initial_params_from(path, like):
+    """The parameters stored at ``path`` (a run directory or a .npz / .pkl params file, `load_run_params` /
+    `load_params_file`) as arrays of ``like``'s dtypes: a run that continues another one (training.init_from). Refused
+    with a ConfigError naming the first difference when their structure or shapes differ from
+    ``like`` (the model the config describes)."""
+    if not os.path.exists(path):
+        raise ConfigError(f"training.init_from: {path!r} does not exist (a run directory or a .npz / .pkl params file)")
+    try:
+        loaded = load_run_params(path) if os.path.isdir(path) else load_params_file(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"training.init_from: {e}") from None
+    want = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(like)[0]}
+    got = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(loaded)[0]}
+    if set(want) != set(got):
+        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        raise ConfigError(f"training.init_from: the parameters in {path!r} do not fit the config's model "
+                          f"(missing {missing[:4]}, unexpected {extra[:4]})")
+    for k, v in want.items():
+        if tuple(np.shape(got[k])) != tuple(v.shape):
+            raise ConfigError(f"training.init_from: parameter {k} in {path!r} has shape {tuple(np.shape(got[k]))}, "
+                              f"the config's model needs {tuple(v.shape)}")
+    # rebuilt in ``like``'s structure: a params file drops empty subtrees (the DCHN's readout {})
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like),
+                                        [jnp.asarray(got[k], v.dtype) for k, v in want.items()])

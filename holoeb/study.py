@@ -222,10 +222,10 @@ def _cell_result(rule, dataset, seed, history, run_dir):
 def grid_results(cfg):
     """The cells of this study's protocol already in ``cfg.out_dir``, whatever invocation trained
     them (any rule of RULES, any seed): a run directory <dataset>-<rule>-seed<n> counts when its
-    config is the one ``train_config`` gives for that cell (holoeb.training.same_run_settings).
+    config is the one ``train_config`` gives for that cell (holoeb.run_directory.same_run_settings).
     Returns (finished results, unfinished results with ``epochs`` = epochs done): two studies
     sharing an out_dir (e.g. two processes, one rule set each) then write the same table."""
-    from holoeb.training import same_run_settings
+    from holoeb.run_directory import same_run_settings
 
     finished, unfinished = [], []
     names = sorted(os.listdir(cfg.out_dir)) if os.path.isdir(cfg.out_dir) else []

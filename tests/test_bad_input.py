@@ -7,7 +7,8 @@ import pytest
 
 from holoeb import dynamics, make_estimator, make_model
 from holoeb.data.registry import register_dataset
-from holoeb.training import TrainingDiverged, make_train_step, train
+from holoeb.training import TrainingDiverged, train
+from holoeb.train_step import make_train_step
 from holoeb.config import load_config
 from conftest import small_problem
 

@@ -223,17 +223,17 @@ def test_cli_usage_errors_exit_2_with_one_line(tmp_path, capsys):
 def test_run_config_comparison_treats_an_option_at_its_default_as_absent():
     """A run directory written before a model / estimator option existed resumes under the new code (the option
     at its default is the old behaviour); a non-default value is a different run."""
-    from holoeb.training import _config_for_compare
+    from holoeb.run_directory import comparable_config
 
     cfg = train_config(load_study_config("cpu", sets=["rules=[cl]"]), "cl", "fashion_mnist", 0).to_dict()
     old = json.loads(json.dumps(cfg))
     del old["estimator"]["rerelax_free"], old["model"]["pool_ties"], old["model"]["bias_gain"]
-    assert _config_for_compare(old) == _config_for_compare(cfg)
+    assert comparable_config(old) == comparable_config(cfg)
     for section, key, value in (("estimator", "rerelax_free", True), ("model", "pool_ties", "first"),
                                 ("estimator", "T_nudge", 16)):
         other = json.loads(json.dumps(cfg))
         other[section][key] = value
-        assert _config_for_compare(other) != _config_for_compare(cfg), key
+        assert comparable_config(other) != comparable_config(cfg), key
 
 
 @pytest.mark.parametrize("flag, value", [("--checkpoint-every", "-3"), ("--checkpoints-to-keep", "0"),

@@ -21,7 +21,7 @@ from holoeb import dynamics, homeostasis
 from holoeb.estimators import make_estimator
 from holoeb.models import make_model
 from holoeb.solvers import relax
-from holoeb.training import make_train_step
+from holoeb.train_step import make_train_step
 
 K = 2000  # Hutchinson samples for the statistical checks
 

@@ -17,7 +17,8 @@ from holoeb.data.registry import register_dataset
 from holoeb.estimators import make_estimator
 from holoeb.models import make_model
 from holoeb.precision import with_free_dtype
-from holoeb.training import TrainingInterrupted, evaluate_dataset, make_eval_step, train
+from holoeb.training import TrainingInterrupted, train
+from holoeb.evaluation import evaluate_dataset, make_eval_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,7 +104,7 @@ def test_evaluation_does_not_depend_on_the_batch_size():
     """Every example relaxes on its own (no batch coupling in the DCHN's dynamics), so a run's validation
     numbers do not depend on training.eval_batch_size, and run-config comparison leaves it out."""
     from holoeb.data.pipeline import Dataset
-    from holoeb.training import _config_for_compare
+    from holoeb.run_directory import comparable_config
 
     m = make_model("dchn", in_channels=1, image_size=16, channels=(3, 4, 4, 4), num_classes=5, gains=0.5)
     p = m.init(jax.random.PRNGKey(3))
@@ -117,8 +118,8 @@ def test_evaluation_does_not_depend_on_the_batch_size():
             np.testing.assert_allclose(o[k], outs[0][k], rtol=1e-5, err_msg=k)
     a = _cfg().to_dict()
     b = _cfg(**{"training.eval_batch_size": 7}).to_dict()
-    assert _config_for_compare(a) == _config_for_compare(b)
-    assert _config_for_compare(_cfg(**{"training.batch_size": 12}).to_dict()) != _config_for_compare(a)
+    assert comparable_config(a) == comparable_config(b)
+    assert comparable_config(_cfg(**{"training.batch_size": 12}).to_dict()) != comparable_config(a)
 
 
 def test_top5_and_masked_evaluation_against_numpy():
@@ -181,7 +182,7 @@ TWO_DEVICES = textwrap.dedent(
     from holoeb import dynamics, parallel
     from holoeb.estimators import make_estimator
     from holoeb.models import make_model
-    from holoeb.training import make_train_step
+    from holoeb.train_step import make_train_step
 
     def check(model, est, lam, B):
         params = model.init(jax.random.PRNGKey(0))

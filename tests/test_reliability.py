@@ -16,7 +16,8 @@ from holoeb.config import load_config
 from holoeb.data.registry import register_dataset
 from holoeb.diagnostics import layer_cosines, per_example_cosine, tree_cosine
 from holoeb.errors import ConfigError
-from holoeb.training import make_train_step, residual_stats, train
+from holoeb.train_step import make_train_step, residual_stats
+from holoeb.training import train
 from conftest import small_problem
 
 

@@ -32,7 +32,7 @@ def test_cli_train_writes_run_directory(tmp_path):
     # the final parameters come back from the run's checkpoint and reproduce its validation error
     from holoeb.params_io import load_run, load_run_params
     from holoeb.data.registry import load_dataset
-    from holoeb.training import evaluate_dataset, make_eval_step
+    from holoeb.evaluation import evaluate_dataset, make_eval_step
 
     m = make_model("mlp", hidden=(256, 256), asymmetry=0.0)
     params = load_run_params(str(out))
@@ -56,7 +56,8 @@ def test_final_train_error_flips_and_no_diagnostics(tmp_path):
     from holoeb.params_io import load_run_params
     from holoeb.config import load_config
     from holoeb.data.registry import DATASETS, load_dataset, register_dataset
-    from holoeb.training import evaluate_dataset, make_eval_step, train
+    from holoeb.evaluation import evaluate_dataset, make_eval_step
+    from holoeb.training import train
 
     rng = np.random.default_rng(0)
     y = np.arange(64) % 2
@@ -127,6 +128,7 @@ def test_training_compiles_its_step_once(tmp_path, monkeypatch):
     once for a whole run (3 epochs, warm-started carry, metrics fetched every step,
     checkpoints every epoch, diagnostics on); a resumed run traces its step once more only."""
     import holoeb.training as training
+    from holoeb import compile_cache, evaluation, train_step
     from holoeb.config import load_config
     from holoeb.data.registry import DATASETS, register_dataset
 
@@ -142,9 +144,9 @@ def test_training_compiles_its_step_once(tmp_path, monkeypatch):
             return traced
         return wrapped
 
-    monkeypatch.setattr(training, "make_train_step", counting("step", training.make_train_step))
-    monkeypatch.setattr(training, "make_eval_step", counting("eval", training.make_eval_step))
-    training._cached_call.cache_clear()  # a compiled evaluation of an earlier test would hide the count
+    monkeypatch.setattr(train_step, "make_train_step", counting("step", train_step.make_train_step))
+    monkeypatch.setattr(evaluation, "make_eval_step", counting("eval", evaluation.make_eval_step))
+    compile_cache.clear()  # a compiled evaluation of an earlier test would hide the count
     rng = np.random.default_rng(1)
     y = np.arange(64) % 2
     imgs = (rng.uniform(0, 255, (64, 4, 4)) * (0.5 + 0.5 * y[:, None, None])).astype(np.uint8)
@@ -162,7 +164,7 @@ def test_training_compiles_its_step_once(tmp_path, monkeypatch):
         resumed = training.train(load_config(None, over), str(tmp_path / "b"), progress=False, log=quiet)
     finally:
         DATASETS.pop("traced")
-        training._cached_call.cache_clear()
+        compile_cache.clear()
     assert len(resumed) == 3 and traces == {"step": 3, "eval": 1}
 
 
@@ -172,6 +174,7 @@ def test_stop_after_epochs_then_resume_is_the_uninterrupted_run(tmp_path, monkey
     one (the learning-rate schedule spans both epochs either way). The probe batch's clamp fractions
     are logged per layer each epoch."""
     import holoeb.training as training
+    from holoeb import compile_cache, probe_diagnostics
     from holoeb.config import load_config
     from holoeb.data.registry import DATASETS, register_dataset
     from holoeb.errors import ConfigError
@@ -191,13 +194,13 @@ def test_stop_after_epochs_then_resume_is_the_uninterrupted_run(tmp_path, monkey
         full = training.train(load_config(None, over), str(tmp_path / "full"), progress=False, log=quiet)
         # a non-finite diagnostic, and a hidden layer frozen at a clamp, are reported in the log (neither
         # stops the run)
-        monkeypatch.setattr(training.homeostasis, "symmetry_measure", lambda *a, **k: (jnp.nan, 0.0, 0.0))
-        monkeypatch.setattr(training, "frozen_fractions", lambda model, u: jnp.array([0.95, 0.0]))
-        training._cached_call.cache_clear()
+        monkeypatch.setattr(probe_diagnostics.homeostasis, "symmetry_measure", lambda *a, **k: (jnp.nan, 0.0, 0.0))
+        monkeypatch.setattr(probe_diagnostics, "frozen_fractions", lambda model, u: jnp.array([0.95, 0.0]))
+        compile_cache.clear()
         training.train(load_config(None, {**over, "training.epochs": 1}), str(tmp_path / "nan"), progress=False,
                        log=lines.append)
         monkeypatch.undo()
-        training._cached_call.cache_clear()
+        compile_cache.clear()
         assert any("non-finite diagnostics" in l and "symmetry" in l for l in lines), lines
         assert any("same clamp for every probe example in layer 1 (95.0%)" in l for l in lines), lines
         assert not any("layer 2 (" in l for l in lines), lines
@@ -267,7 +270,7 @@ def test_init_from_a_params_file_keeps_empty_subtrees(tmp_path):
     """A .npz params file has no entry for an empty subtree (the DCHN's readout {}); the parameters
     loaded for training.init_from still have the model's structure, values and dtypes."""
     from holoeb.params_io import save_params
-    from holoeb.training import initial_params_from
+    from holoeb.params_io import initial_params_from
 
     m = make_model("dchn", in_channels=1, image_size=8, channels=(2, 3), num_classes=3)
     p = m.init(jax.random.PRNGKey(0))
@@ -278,3 +281,51 @@ def test_init_from_a_params_file_keeps_empty_subtrees(tmp_path):
     for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(q)):
         assert b.dtype == a.dtype
         np.testing.assert_array_equal(np.asarray(b), np.asarray(a) + 1.0)
+
+
+def test_epoch_record_means_and_optional_entries():
+    """An epoch's record: step sums divided by the epoch's steps (a resumed epoch's sums cover all
+    of them), time per step over the steps this call ran, and the nudged-phase / free-iteration /
+    homeostasis / top-5 / training-split entries only where the run has them; the log line names
+    what the record holds."""
+    from holoeb.training import STEP_SUMS, epoch_record, format_epoch
+
+    sums = dict.fromkeys(STEP_SUMS, 0.0)
+    sums.update(loss=8.0, accuracy=2.0, residual=0.4, residual_median=0.04, unconverged=0.2, skipped=1.0)
+    val = {"loss": 0.5, "error": 12.5, "residual": 0.3, "residual_median": 1e-6, "unconverged": 0.01}
+    rec = epoch_record(3, sums, 4, val, None, {"w1": 2.0}, 10.0, 2, lam=0.0)
+    assert (rec["train_loss"], rec["train_acc"], rec["train_residual"], rec["train_unconverged"]) == (2.0, 0.5, 0.1, 0.05)
+    assert rec["skipped_steps"] == 1 and rec["step_time_s"] == 5.0 and rec["val_error"] == 12.5
+    for absent in ("train_nudge_residual", "train_free_steps", "homeo_loss", "val_top5_error", "train_error", "cosine_rbp"):
+        assert absent not in rec
+    line = format_epoch(rec, 1e-3)
+    assert line.startswith("epoch 3: train loss 2.0000 acc 50.00% | val error 12.50%") and line.endswith("5000.0 ms/step")
+    assert "top-5" not in line and "cos vs RBP" not in line and "free iterations" not in line
+
+    sums.update(nudge_residual=2.0, nudge_residual_median=0.2, nudge_unconverged=0.4, free_steps=240.0, homeo_loss=1.2)
+    probe = {"cosine_rbp": [0.9, 1.0], "cosine_rbp_active": [0.95, 1.0], "symmetry": 0.8}
+    rec = epoch_record(3, sums, 4, {**val, "top5_error": 3.0}, probe, {}, 10.0, 4, lam=0.5,
+                       train_eval={"loss": 0.4, "error": 10.0, "top5_error": 2.0})
+    assert (rec["train_nudge_residual"], rec["train_free_steps"], rec["homeo_loss"]) == (0.5, 60.0, 0.3)
+    assert (rec["val_top5_error"], rec["train_error"], rec["train_top5_error"], rec["cosine_rbp"]) == (3.0, 10.0, 2.0, [0.9, 1.0])
+    line = format_epoch(rec, 1e-3)
+    assert "(top-5 3.00%)" in line and "train error 10.00%" in line and "free iterations 60.0" in line
+    assert "cos vs RBP [0.9, 1.0] (active units [0.95, 1.0]) | symmetry 0.800" in line
+
+
+def test_check_step_refuses_a_non_finite_or_unconverged_step():
+    """A fetched step that was not finite ends the run naming the epoch and step; an unconverged one
+    only with training.on_unconverged="stop" (with "skip" it was skipped and counts as such)."""
+    from holoeb.training import STEP_SUMS, TrainingDiverged, add_step, check_step
+
+    ok = {"finite": True, "applied": True, "residual": 0.5, "loss": 1.0}
+    check_step(ok, 1, 0, None, "stop")
+    with pytest.raises(TrainingDiverged, match="epoch 2, step 7: non-finite"):
+        check_step({**ok, "finite": False}, 2, 7, None, "stop")
+    with pytest.raises(TrainingDiverged, match="epoch 1, step 3: free phase did not converge"):
+        check_step(ok, 1, 3, 0.1, "stop")
+    check_step(ok, 1, 3, 0.1, "skip")
+    sums = dict.fromkeys(STEP_SUMS, 0.0)
+    add_step(sums, {**ok, "applied": False})
+    add_step(sums, ok)
+    assert (sums["skipped"], sums["loss"], sums["residual"]) == (1.0, 2.0, 1.0)
