@@ -79,7 +79,7 @@ def weight_norms(params):
     return out
 
 
-# The probe's entries in an epoch record, in the record's order.
+# The probe's entries in an epoch record, in the record's (and metrics.csv's) column order.
 PROBE_ENTRIES = ("cosine_rbp", "cosine_rbp_active", "weight_angle", "symmetry", "update_cosine_rbp", "update_cosine_tbp",
                  "clamped_lower", "clamped_upper", "frozen")
 
@@ -98,4 +98,4 @@ def epoch_probe(diag_fn, params, batch, rng, epoch, log=print):
     if dead:
         log(f"warning: epoch {epoch}: units at the same clamp for every probe example in {', '.join(dead)}: "
             "such a layer passes almost no signal forward and no error backward")
-    return {k: diag[k] for k in PROBE_ENTRIES}
+    return {**{k: diag[k] for k in PROBE_ENTRIES}, **diag}  # any further entry after these
