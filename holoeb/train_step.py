@@ -21,7 +21,8 @@ def residual_stats(residual, tol):
 def make_train_step(model, estimator, tx, lam=0.0, homeo_samples=5, coordinates=None, homeo_normalize="per_unit",
                     tol=CONVERGED_TOL, skip_unconverged=False, warm_start="none", probe=None):
     """step(params, opt_state, batch, rng) -> (params, opt_state, metrics); the gradient is the
-    estimator's plus lam * dL_homeo/dtheta (holoeb.homeostasis, normalisation ``homeo_normalize``).
+    estimator's plus lam * dL_homeo/dtheta (holoeb.homeostasis, normalisation ``homeo_normalize``); rng is
+    split in two (jax.random.split): the estimator's key and the Hutchinson samples' key.
     Nothing is applied unless the loss, free state, gradients *and* the new parameters and
     optimizer state are all finite (metrics["finite"]), nor, with ``skip_unconverged``, when
     an example's free residual exceeds ``tol`` (metrics["applied"]). metrics also hold the
