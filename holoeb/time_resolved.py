@@ -22,6 +22,9 @@ Every rule is cut with `Estimator.truncated(k)` and restarted from the same free
 estimate with K nudged steps from that free state.
 """
 import dataclasses
+import json
+import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -177,3 +180,50 @@ def parse_rules(specs, beta):
             raise ConfigError(f"rule {spec!r} is given twice (label {label!r}): give each rule once")
         rules[label] = est
     return rules
+
+
+def run_time_resolved_experiment(out, *, config=None, params=None, rules=None, beta=0.05, N=6, K=20, T_free=300,
+                                 batch_size=32, data_dir=None, seed=0, log=print):
+    """`time_resolved_check` on the first ``batch_size`` test images of a model: a run directory's trained
+    parameters (``params``: its config.json and checkpoint) or a training config's model at initialisation
+    (``config``, a JSON path; None: the default config) with init seed ``seed``. ``rules``: specs
+    (`parse_rules`, nudge ``beta`` where a spec gives none; default `default_rules` with Cauchy N = ``N``).
+    Writes <out>/gdu.json (the check plus its settings) and <out>/gdu.png; returns the result."""
+    from holoeb.config import load_config
+    from holoeb.data.registry import load_dataset
+    from holoeb.models import make_model
+    from holoeb.params_io import load_run
+
+    if K < 1 or T_free < 1 or batch_size < 1:
+        raise ConfigError(f"--K, --T-free and --batch-size must be >= 1, got {K}, {T_free}, {batch_size}")
+    rules = parse_rules(rules, beta) if rules else None  # bad specs fail before any loading
+    if params:
+        cfg, model, p = load_run(params)
+    else:
+        cfg = load_config(config)
+        model = make_model(cfg.model.name, **cfg.model.kwargs)
+        p = model.init(jax.random.PRNGKey(seed))
+    ds = load_dataset(cfg.data.dataset, "test", model.input_shape, data_dir or cfg.data.data_dir, batch_size,
+                      cfg.data.normalize)
+    x, y = ds.take(batch_size)
+    rules = rules or default_rules(model, beta, N)
+    t0 = time.time()
+    res = time_resolved_check(model, p, (jnp.asarray(x), jnp.asarray(y)), rules, K, Relaxation(T_free, schedule=None))
+    res["settings"] = dict(model={"name": cfg.model.name, **cfg.model.kwargs}, params=params or f"init seed {seed}",
+                           beta=beta, K=K, T_free=T_free, batch_size=batch_size,
+                           rules={k: repr(v) for k, v in rules.items()}, time_s=time.time() - t0)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "gdu.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    title = f"{cfg.model.name} ({'trained: ' + params if params else 'init'}), batch {batch_size}"
+    plot_time_resolved(res, os.path.join(out, "gdu.png"), title)
+    log(f"free residual {res['free_residual']:.2e}; rel. distance to TBP(k) at k = 1, K/2, K "
+        f"and to RBP at K; per-layer error cosine to TBP(K) on active units:")
+    for label in rules:
+        r = res[label]["rel_tbp"]
+        act = "/".join(f"{c:.3f}" for c in res[label]["error_cosine_tbp_active"][-1])
+        log(f"  {label:14s} {r[0]:.3g}  {r[len(r) // 2]:.3g}  {r[-1]:.3g}   | RBP {res[label]['rel_rbp'][-1]:.3g}"
+            f"   | error cos {act}")
+    log(f"  {'tbp':14s} to RBP at k = 1, K: {res['tbp']['rel_rbp'][0]:.3g}  {res['tbp']['rel_rbp'][-1]:.3g}")
+    log(f"wrote {out}/gdu.json and gdu.png ({time.time() - t0:.0f} s)")
+    return res
