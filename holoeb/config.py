@@ -166,7 +166,8 @@ def check(cond, path, msg, value):
         raise ConfigError(f"{path} must be {msg}, got {value!r}")
 
 
-def _finite(v):
+def is_finite(v):
+    """A number that is neither None, NaN nor infinite (config checks)."""
     return v is not None and math.isfinite(v)
 
 
@@ -212,17 +213,17 @@ class OptimizerConfig:
 
         check(self.name in OPTIMIZERS, f"{p}.name", f"one of {list(OPTIMIZERS)}", self.name)
         check(self.schedule in SCHEDULES, f"{p}.schedule", f"one of {list(SCHEDULES)}", self.schedule)
-        check(_finite(self.learning_rate) and self.learning_rate > 0, f"{p}.learning_rate", "finite and > 0", self.learning_rate)
-        check(_finite(self.momentum) and 0 <= self.momentum < 1, f"{p}.momentum", "in [0, 1)", self.momentum)
-        check(_finite(self.weight_decay) and self.weight_decay >= 0, f"{p}.weight_decay", "finite and >= 0", self.weight_decay)
-        check(_finite(self.eta_min) and self.eta_min >= 0, f"{p}.eta_min", "finite and >= 0", self.eta_min)
-        check(_finite(self.final_lr_fraction) and self.final_lr_fraction >= 0, f"{p}.final_lr_fraction", ">= 0",
+        check(is_finite(self.learning_rate) and self.learning_rate > 0, f"{p}.learning_rate", "finite and > 0", self.learning_rate)
+        check(is_finite(self.momentum) and 0 <= self.momentum < 1, f"{p}.momentum", "in [0, 1)", self.momentum)
+        check(is_finite(self.weight_decay) and self.weight_decay >= 0, f"{p}.weight_decay", "finite and >= 0", self.weight_decay)
+        check(is_finite(self.eta_min) and self.eta_min >= 0, f"{p}.eta_min", "finite and >= 0", self.eta_min)
+        check(is_finite(self.final_lr_fraction) and self.final_lr_fraction >= 0, f"{p}.final_lr_fraction", ">= 0",
               self.final_lr_fraction)
         check(self.T_max is None or self.T_max >= 1, f"{p}.T_max", "an integer >= 1 or null", self.T_max)
         for i, v in enumerate(self.layer_lrs or []):
-            check(_finite(v) and v > 0, f"{p}.layer_lrs[{i}]", "finite and > 0", v)
+            check(is_finite(v) and v > 0, f"{p}.layer_lrs[{i}]", "finite and > 0", v)
         for k, v in self.lr_scales.items():
-            check(_finite(v) and v > 0, f"{p}.lr_scales.{k}", "finite and > 0", v)
+            check(is_finite(v) and v > 0, f"{p}.lr_scales.{k}", "finite and > 0", v)
 
 
 @dataclasses.dataclass
@@ -285,7 +286,7 @@ class TrainingConfig:
         check(self.devices is None or self.devices >= 1, f"{p}.devices", "a positive integer or null", self.devices)
         check(self.checkpoint_every is None or self.checkpoint_every >= 0, f"{p}.checkpoint_every",
               "an integer >= 0 or null", self.checkpoint_every)
-        check(self.max_residual is None or (_finite(self.max_residual) and self.max_residual > 0), f"{p}.max_residual",
+        check(self.max_residual is None or (is_finite(self.max_residual) and self.max_residual > 0), f"{p}.max_residual",
               "finite and > 0, or null", self.max_residual)
         check(self.on_unconverged in ("stop", "skip"), f"{p}.on_unconverged", "'stop' or 'skip'", self.on_unconverged)
         check(self.warm_start in WARM_STARTS, f"{p}.warm_start", " or ".join(map(repr, WARM_STARTS)), self.warm_start)
@@ -305,7 +306,7 @@ class HomeostasisConfig:
     normalize: str = "per_unit"
 
     def validate(self, p="homeostasis"):
-        check(_finite(self.lambda_) and self.lambda_ >= 0, f"{p}.lambda", "finite and >= 0", self.lambda_)
+        check(is_finite(self.lambda_) and self.lambda_ >= 0, f"{p}.lambda", "finite and >= 0", self.lambda_)
         check(self.num_samples >= 1, f"{p}.num_samples", "an integer >= 1", self.num_samples)
         check(self.normalize in ("per_unit", "sum"), f"{p}.normalize", "'per_unit' or 'sum'", self.normalize)
         check(self.coordinates in (None, "activity", "pre_activation"), f"{p}.coordinates",

@@ -33,7 +33,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from holoeb.config import (TrainConfig, _finite, build_dataclass, check, field_type, parse_value, read_json_object,
+from holoeb.config import (TrainConfig, build_dataclass, check, field_type, is_finite, parse_value, read_json_object,
                            split_assignment)
 from holoeb.errors import ConfigError
 from holoeb.estimators.energy_rules import EP_OUTPUTS
@@ -102,9 +102,9 @@ class StudyConfig:
         for k in ("epochs", "batch_size", "T_free", "T_nudge"):
             check(getattr(self, k) >= 1, k, "a positive integer", getattr(self, k))
         check(self.n_train >= 0 and self.n_test >= 0, "n_train / n_test", ">= 0 (0: all)", (self.n_train, self.n_test))
-        check(_finite(self.beta) and self.beta != 0, "beta", "finite and non-zero", self.beta)
-        check(all(_finite(v) and v > 0 for v in self.lrs), "lrs", "finite and > 0", self.lrs)
-        check(_finite(self.eta_min) and self.eta_min >= 0, "eta_min", "finite and >= 0", self.eta_min)
+        check(is_finite(self.beta) and self.beta != 0, "beta", "finite and non-zero", self.beta)
+        check(all(is_finite(v) and v > 0 for v in self.lrs), "lrs", "finite and > 0", self.lrs)
+        check(is_finite(self.eta_min) and self.eta_min >= 0, "eta_min", "finite and >= 0", self.eta_min)
         check(self.ep_output in EP_OUTPUTS, "ep_output", f"one of {EP_OUTPUTS}", self.ep_output)
         check(len(self.seeds) >= 1 and len(self.rules) >= 1 and len(self.datasets) >= 1, "rules / datasets / seeds",
               "non-empty", (self.rules, self.datasets, self.seeds))
