@@ -51,12 +51,16 @@
 #         estimate): the N rules' mirror-image bias pushes layer-4 units onto the lower clamp and holds N-EP on
 #         the chance plateau (experiments/results/study_cpu_diagnosis.md); whether a smaller nudge closes N-EP's
 #         gap to TBP (experiments/results/study_cpu_12ep_n_beta01[_T<T_FREE>][_rerelax]/).
+# one_sided_remedy [CORE [RULE [SEEDS]]]: a one-sided rule (p-cpl, p-ep, n-cpl; N-EP is n_small_beta) in the
+#         12-epoch protocol at beta 0.1 with the beta = 0 state re-relaxed (rerelax_free), from the rule's
+#         12-epoch run config, seeds 0-2 by default: whether the remedy of the two diagnosed biases holds on
+#         every seed (experiments/results/study_cpu_12ep_{p_beta01,n_beta01_rerelax}/<rule>-seed<S>-beta0.1-rerelax/).
 # p_rules: P-EP and P-CpL in the same 1-epoch protocol, with the released code's choices and with
 #         holoeb's defaults, seeds 0-2.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-what=${1:?study, study_long, cl_free120, cl_warm_free, p_small_beta, n_small_beta, study_table, table1, cl_ablation, anderson_check or p_rules}
+what=${1:?study, study_long, cl_free120, cl_warm_free, p_small_beta, n_small_beta, one_sided_remedy, study_table, table1, cl_ablation, anderson_check or p_rules}
 core=${2:-0}
 pin="taskset -c $core"
 short="--set n_train=5120 --set epochs=1 --set random_flip=false --set random_crop=0"
@@ -126,6 +130,15 @@ case $what in
           --out experiments/results/anderson_main_job/$variant-seed$seed || exit 1
       done
     done ;;
+  one_sided_remedy)
+    rule=${3:-p-cpl}
+    seeds=${4:-0 1 2}
+    case $rule in p-*) parent=study_cpu_12ep_p_beta01 ;; *) parent=study_cpu_12ep_n_beta01_rerelax ;; esac
+    for seed in $seeds; do
+      $pin holoeb train --config experiments/results/study_cpu_12ep/fashion_mnist-$rule-seed$seed/config.json \
+        --set estimator.beta=0.1 --set estimator.rerelax_free=true --stop-after-epochs 12 --no-progress \
+        --out experiments/results/$parent/$rule-seed$seed-beta0.1-rerelax || exit 1
+    done ;;
   p_rules)
     for seed in 0 1 2; do
       for rule in p-ep p-cpl; do
@@ -135,5 +148,5 @@ case $what in
           --set out_dir=experiments/results/p_rules/default --no-progress || exit 1
       done
     done ;;
-  *) echo "unknown protocol '$what': study, study_long, cl_free120, cl_warm_free, p_small_beta, study_table, table1, cl_ablation, anderson_check or p_rules" >&2; exit 2 ;;
+  *) echo "unknown protocol '$what': study, study_long, cl_free120, cl_warm_free, p_small_beta, n_small_beta, one_sided_remedy, study_table, table1, cl_ablation, anderson_check or p_rules" >&2; exit 2 ;;
 esac
