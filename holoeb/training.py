@@ -32,6 +32,7 @@ from holoeb.params_io import initial_params_from
 from holoeb.probe_diagnostics import epoch_probe, make_diagnostics, weight_norms
 from holoeb.run_directory import check_resumable, locked_run_directory, write_config, write_metrics
 from holoeb.train_step import config_train_step, residual_tol
+from holoeb.warm_start import WarmStart
 
 # The per-step metrics an epoch sums (means over its steps in the record); "skipped" counts refused updates.
 STEP_SUMS = ("loss", "accuracy", "residual", "residual_median", "unconverged", "nudge_residual",
@@ -200,17 +201,6 @@ def _probe_batch(val_ds, n, mesh):
     return parallel.replicate(dynamics.Batch(*map(jnp.asarray, probe)), mesh)
 
 
-def _run_state(params, opt_state, key, warm_start, carry, bank):
-    """What a checkpoint holds (and the template a restore fills): parameters, optimizer state, rng,
-    and the warm start's states: the carried batch state ("last" / "free") or every example's ("example")."""
-    state = {"params": params, "opt_state": opt_state, "key": key}
-    if warm_start == "example":
-        state["bank"] = bank
-    elif warm_start != "none":
-        state["carry"] = carry
-    return state
-
-
 def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps, stop_after_epochs):
     cfg_dict = cfg.to_dict()
     tcfg, dcfg = cfg.training, cfg.data
@@ -236,21 +226,12 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps, stop
     opt_state = tx.init(params)
     params, opt_state, key = parallel.replicate((params, opt_state, key), mesh)
     tol = residual_tol(tcfg)
-    warm = tcfg.warm_start != "none"
-    per_example = tcfg.warm_start == "example"
-    if per_example and (isinstance(train_ds, StreamDataset) or tcfg.distributed):
+    if tcfg.warm_start == "example" and (isinstance(train_ds, StreamDataset) or tcfg.distributed):
         raise ConfigError("training.warm_start='example' keeps one free state per training example: it needs the "
                           "whole training split on this process (not data.stream, not training.distributed)")
+    warm = WarmStart(tcfg.warm_start, model, bs, len(train_ds), mesh)
     estimator, step = config_train_step(cfg, model, estimator, tx)
-    step = parallel.shard_step(step, mesh, carry=warm, donate=True)
-
-    def zero_carry():  # the state each epoch's first batch starts from (warm_start != "none")
-        u0 = model.init_state(jnp.zeros((bs,) + tuple(model.input_shape), jnp.float32))
-        return tuple(parallel.shard_array(np.asarray(v), mesh) for v in u0)
-
-    carry = zero_carry() if warm else None
-    # warm_start="example": every training example's last free state, on the host (zero until it is seen)
-    bank = tuple(np.zeros((len(train_ds),) + v.shape[1:], np.asarray(v).dtype) for v in carry) if per_example else None
+    step = parallel.shard_step(step, mesh, carry=warm.carries_state, donate=True)
     eval_fn = eval_function(model, estimator.T_free)
     diag_fn = make_diagnostics(model, estimator, cfg) if cfg.diagnostics.enabled else None
     probe_batch = _probe_batch(val_ds, cfg.diagnostics.batch_size, mesh)
@@ -263,13 +244,10 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps, stop
     if tcfg.checkpoint:
         ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=tcfg.checkpoints_to_keep)
         if tcfg.resume and ckpt.latest_step() is not None:
-            template = _run_state(params, opt_state, key, tcfg.warm_start, carry, bank)
+            template = {"params": params, "opt_state": opt_state, "key": key, **warm.checkpoint_entries()}
             _, state, meta = ckpt.restore_latest_intact(template, log)
             params, opt_state, key = state["params"], state["opt_state"], state["key"]
-            if per_example:
-                bank = tuple(np.array(v) for v in state["bank"])
-            elif warm:
-                carry = tuple(parallel.shard_array(np.asarray(v), mesh) for v in state["carry"])
+            warm.restore(state)
             start_epoch, start_step, global_step = meta["epoch"], meta["step_in_epoch"], meta["global_step"]
             data_rng.bit_generator.state = meta["data_rng_state"]
             sums0 = {**sums0, **meta["sums"]}  # checkpoints of older versions lack newer sums
@@ -284,13 +262,13 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps, stop
         if ckpt is not None:
             meta = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
                     "data_rng_state": rng_state, "sums": sums, "history": history}
-            ckpt.save(global_step, _run_state(params, opt_state, key, tcfg.warm_start, carry, bank), meta)
+            state = {"params": params, "opt_state": opt_state, "key": key, **warm.checkpoint_entries()}
+            ckpt.save(global_step, state, meta)
 
     for epoch in range(start_epoch, epochs + 1):
         t0 = time.time()
         first = start_step if epoch == start_epoch else 0
-        if warm and not per_example and first == 0:
-            carry = zero_carry()
+        warm.new_epoch(first)
         sums = dict(sums0) if epoch == start_epoch else dict.fromkeys(STEP_SUMS, 0.0)
         epoch_rng_state = copy.deepcopy(data_rng.bit_generator.state)
         # augmentation: its own generator per (seed, epoch, step), so a resumed run augments the same
@@ -298,25 +276,18 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps, stop
         augment = (Augmentation(lambda i, e=epoch: np.random.default_rng((seed, e, i)), flip, dcfg.random_crop)
                    if flip or dcfg.random_crop else None)
         # each batch is prepared from the uint8 split and put on the devices in a background thread
-        shard = (lambda bi: (parallel.shard_batch(bi[0], mesh), bi[1])) if per_example else (
-            lambda b: parallel.shard_batch(b, mesh))
-        it = prefetch(batches(train_ds, bs, data_rng, start=first, augment=augment, with_index=per_example),
-                      transform=shard)
+        it = prefetch(batches(train_ds, bs, data_rng, start=first, augment=augment, with_index=warm.per_example),
+                      transform=warm.shard)
         bar = tqdm(it, total=steps_per_epoch, initial=first, desc=f"epoch {epoch}/{epochs}",
                    disable=not (progress and is_main), leave=False)
         pending = []  # (step index, metrics still on the device)
-        pending_states = []  # warm_start="example": (example indices, free states still on the device)
 
         def flush():
             """Fetch the pending steps' metrics in one transfer, check them in step order and add
             them to the epoch sums. A refused step (non-finite, or unconverged with max_residual)
             was not applied; the run stops here, before any later checkpoint is written. With
-            warm_start="example" the steps' free states are written to the bank here, one
-            transfer too (each example occurs once per epoch, so no step reads a pending one)."""
-            for (idx, _), states in zip(pending_states, jax.device_get([u for _, u in pending_states])):
-                for dst, v in zip(bank, states):
-                    dst[idx] = v
-            pending_states.clear()
+            warm_start="example" the steps' free states go to the bank here too (WarmStart.flush)."""
+            warm.flush()
             for j, m in zip([j for j, _ in pending], jax.device_get([m for _, m in pending])):
                 check_step(m, epoch, j, tcfg.max_residual, tcfg.on_unconverged)
                 add_step(sums, m)
@@ -326,15 +297,7 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps, stop
 
         for i, item in enumerate(bar, start=first):
             key, k = jax.random.split(key)
-            if per_example:
-                b, idx = item
-                start_state = tuple(parallel.shard_array(v[idx], mesh) for v in bank)
-                params, opt_state, m, left = step(params, opt_state, b, k, start_state)
-                pending_states.append((idx, left))
-            elif warm:
-                params, opt_state, m, carry = step(params, opt_state, item, k, carry)
-            else:
-                params, opt_state, m = step(params, opt_state, item, k)
+            params, opt_state, m = warm.step(step, params, opt_state, item, k)
             pending.append((i, m))
             global_step += 1
             steps_this_call += 1
