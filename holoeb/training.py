@@ -81,11 +81,13 @@ def add_step(sums, m):
             sums[k] += float(m[k])
 
 
-def epoch_record(epoch, sums, steps_per_epoch, val, probe, weight_norm, train_time, n_steps, lam, train_eval=None):
+def epoch_record(epoch, sums, steps_per_epoch, val, probe, weight_norm, train_time, n_steps, lam, train_eval=None,
+                 topk=False):
     """One epoch's history entry: the means over its steps of the summed step metrics (the residual
     entries are means of the batch max / median), the test split's evaluation ``val``, the probe
     diagnostics (None when off), weight norms, timing, the nudged-phase / free-iteration / homeostasis
-    means where the run has them, and ``train_eval`` (the training split's evaluation, last epoch)."""
+    means where the run has them, and ``train_eval`` (the training split's evaluation, last epoch); the
+    top-5 errors with ``topk`` (datasets with more than 10 classes)."""
     mean = lambda k: sums[k] / steps_per_epoch
     rec = {
         "epoch": epoch,
@@ -104,7 +106,7 @@ def epoch_record(epoch, sums, steps_per_epoch, val, probe, weight_norm, train_ti
     rec.update(probe or {})
     rec["weight_norm"] = weight_norm
     rec.update(epoch_time_s=train_time, step_time_s=train_time / max(n_steps, 1))
-    if "top5_error" in val:
+    if topk:
         rec["val_top5_error"] = val["top5_error"]
     if sums["nudge_residual"] > 0:  # estimators with nudged phases (mean over steps of the batch max)
         rec["train_nudge_residual"] = mean("nudge_residual")
@@ -116,7 +118,7 @@ def epoch_record(epoch, sums, steps_per_epoch, val, probe, weight_norm, train_ti
         rec["homeo_loss"] = mean("homeo_loss")
     if train_eval is not None:
         rec.update(train_error=train_eval["error"], train_eval_loss=train_eval["loss"])
-        if "top5_error" in train_eval:
+        if topk:
             rec["train_top5_error"] = train_eval["top5_error"]
     return rec
 
@@ -319,9 +321,8 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps, stop
         train_eval = None
         if tcfg.eval_train and epoch == epochs:
             train_eval = evaluate_dataset(eval_fn, params, train_ds, tcfg.eval_batch_size, mesh, tol)
-        topk = model.num_classes > 10
-        rec = epoch_record(epoch, sums, steps_per_epoch, _top5(val, topk), probe, weight_norms(params), train_time,
-                           steps_per_epoch - first, cfg.homeostasis.lambda_, train_eval and _top5(train_eval, topk))
+        rec = epoch_record(epoch, sums, steps_per_epoch, val, probe, weight_norms(params), train_time,
+                           steps_per_epoch - first, cfg.homeostasis.lambda_, train_eval, topk=model.num_classes > 10)
         history.append(rec)
         log(format_epoch(rec, tol))
         if is_main:
@@ -334,8 +335,3 @@ def _train(cfg, model, estimator, run_dir, progress, log, stop_after_steps, stop
     if ckpt is not None:
         ckpt.close()
     return history
-
-
-def _top5(ev, topk):
-    """An evaluation without its top-5 error where the dataset has at most 10 classes (not recorded)."""
-    return ev if topk else {k: v for k, v in ev.items() if k != "top5_error"}

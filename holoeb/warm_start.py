@@ -70,6 +70,8 @@ class WarmStart:
     def flush(self):
         """"example": write the pending steps' free states into the bank in one transfer (each example
         occurs once per epoch, so no step reads a pending one)."""
+        if not self._pending:
+            return
         states = jax.device_get([u for _, u in self._pending])
         for (idx, _), u in zip(self._pending, states):
             for dst, v in zip(self.bank, u):

@@ -305,7 +305,7 @@ def test_epoch_record_means_and_optional_entries():
     sums.update(nudge_residual=2.0, nudge_residual_median=0.2, nudge_unconverged=0.4, free_steps=240.0, homeo_loss=1.2)
     probe = {"cosine_rbp": [0.9, 1.0], "cosine_rbp_active": [0.95, 1.0], "symmetry": 0.8}
     rec = epoch_record(3, sums, 4, {**val, "top5_error": 3.0}, probe, {}, 10.0, 4, lam=0.5,
-                       train_eval={"loss": 0.4, "error": 10.0, "top5_error": 2.0})
+                       train_eval={"loss": 0.4, "error": 10.0, "top5_error": 2.0}, topk=True)
     assert (rec["train_nudge_residual"], rec["train_free_steps"], rec["homeo_loss"]) == (0.5, 60.0, 0.3)
     assert (rec["val_top5_error"], rec["train_error"], rec["train_top5_error"], rec["cosine_rbp"]) == (3.0, 10.0, 2.0, [0.9, 1.0])
     line = format_epoch(rec, 1e-3)
